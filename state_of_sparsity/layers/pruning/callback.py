@@ -1,0 +1,73 @@
+"""`PruningCallback`: drives mask updates in `model.fit` and logs sparsity."""
+
+import keras
+import tensorflow as tf
+
+from state_of_sparsity import report
+from state_of_sparsity.layers.pruning import updater
+
+
+class PruningCallback(keras.callbacks.Callback):
+    """Updates the masks of pruned layers after each optimizer step of `model.fit`.
+
+    The step is the optimizer's iteration count, which is saved with the
+    optimizer, so a run resumed from a checkpoint (e.g. with
+    `keras.callbacks.BackupAndRestore`) continues the schedule exactly. At the
+    end of each epoch the global sparsity is added to the logs as `sparsity`
+    (so it shows in the progress bar of later epochs and in the History) and,
+    with `log_dir`, written to TensorBoard with every layer's sparsity.
+
+    Args:
+      log_dir: optional TensorBoard directory for `sparsity/global` and
+        `sparsity/<layer name>` scalars.
+
+    Example:
+    ```python
+    model.fit(x, y, epochs=3, callbacks=[PruningCallback(log_dir="logs")])
+    ```
+    """
+
+    def __init__(self, log_dir=None):
+        super().__init__()
+        self.log_dir = log_dir
+        self._updater = None
+        self._writer = None
+
+    def on_train_begin(self, logs=None):
+        optimizer = getattr(self.model, "optimizer", None)
+        if optimizer is None:
+            raise ValueError(
+                "PruningCallback needs a compiled model: call `model.compile(...)` "
+                "before `model.fit(...)`."
+            )
+        self._updater = updater.MaskUpdater(self.model)
+        if not self._updater.has_pruned_layers:
+            raise ValueError(
+                f"PruningCallback found no pruned layer in model '{self.model.name}'. "
+                "Convert the model with `sparsify(model, 'magnitude_pruning', ...)` "
+                "or build it from Sparse* layers."
+            )
+        # Masks due at the current step (e.g. begin_step=0) apply before the first batch.
+        self._updater(optimizer.iterations.value)
+        if self.log_dir and self._writer is None:
+            self._writer = tf.summary.create_file_writer(self.log_dir)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._updater(self.model.optimizer.iterations.value)
+
+    def on_epoch_end(self, epoch, logs=None):
+        sparsity = report.sparsity_report(self.model)
+        if logs is not None:
+            logs["sparsity"] = sparsity["global"]
+        if self._writer is not None:
+            step = int(self.model.optimizer.iterations.value)
+            with self._writer.as_default(step=step):
+                tf.summary.scalar("sparsity/global", sparsity["global"])
+                for name, value in sparsity["layers"].items():
+                    tf.summary.scalar(f"sparsity/{name}", value)
+            self._writer.flush()
+
+    def on_train_end(self, logs=None):
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
