@@ -90,7 +90,7 @@ def strip(model):
     def to_dense(layer):
         if not isinstance(layer, sparse_layers.SparseLayerMixin):
             return layer.__class__.from_config(layer.get_config())
-        dense_cls = _keras_base(type(layer))
+        dense_cls = sparse_layers.keras_base_class(type(layer))
         config = layer.get_config()
         config.pop("technique")
         return dense_cls.from_config(config)
@@ -121,6 +121,12 @@ def _plan(model, technique, schedule, sparsity_map, exclude, first, last, option
         if type(layer) in sparse_layers.SPARSE_LAYER_FOR
     ]
     if not candidates:
+        existing = walk.sparse_layers(model)
+        if existing:
+            raise ValueError(
+                f"Model '{model.name}' already has {len(existing)} sparse layers and no "
+                "dense layer left to convert: train it as it is, or `strip` it first."
+            )
         raise ValueError(
             f"Model '{model.name}' has no layer that can be made sparse. Supported "
             f"layers: {[cls.__name__ for cls in sparse_layers.SPARSE_LAYER_FOR]}."
@@ -203,8 +209,4 @@ def _copy_variables(source, target, overrides):
     for variable in walk.own_variables(source):
         if variable.name in target_vars:
             target_vars[variable.name].assign(overrides.get(variable.name, variable))
-
-
-def _keras_base(sparse_cls):
-    return next(cls for cls in sparse_cls.__mro__ if cls in sparse_layers.SPARSE_LAYER_FOR)
 

@@ -6,4 +6,5 @@ from state_of_sparsity.layers.sparse_layers import SparseDepthwiseConv2D
 from state_of_sparsity.layers.sparse_layers import SparseEinsumDense
 from state_of_sparsity.layers.sparse_layers import SparseEmbedding
 from state_of_sparsity.layers.sparse_layers import SparseLayerMixin
+from state_of_sparsity.layers.sparse_layers import keras_base_class
 from state_of_sparsity.layers.technique import Technique

@@ -197,4 +197,8 @@ SPARSE_LAYER_FOR = {
     keras.layers.DepthwiseConv2D: SparseDepthwiseConv2D,
     keras.layers.Embedding: SparseEmbedding,
 }
-DENSE_LAYER_FOR = {sparse: dense for dense, sparse in SPARSE_LAYER_FOR.items()}
+
+
+def keras_base_class(sparse_cls):
+    """The standard Keras layer class a sparse layer class extends (for `strip`)."""
+    return next(cls for cls in sparse_cls.__mro__ if cls in SPARSE_LAYER_FOR)
