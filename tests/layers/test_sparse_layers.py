@@ -6,7 +6,9 @@ import pytest
 import tensorflow as tf
 
 from state_of_sparsity import layers as sparse
+from state_of_sparsity.layers.pruning import ConstantSparsity
 from state_of_sparsity.layers.pruning import MagnitudePruning
+from state_of_sparsity.layers.pruning import PolynomialDecay
 from state_of_sparsity.layers.pruning import RandomPruning
 
 RNG = np.random.default_rng(0)
@@ -154,11 +156,18 @@ def test_variables_are_named_like_the_original(name):
     assert layer.mask.shape == layer.sparse_weight.shape
 
 
+TECHNIQUES = {
+    "random": RandomPruning(ConstantSparsity(0.3, begin_step=1, end_step=9, frequency=2), seed=3),
+    "magnitude_global": MagnitudePruning(PolynomialDecay(0.9, 5, 50, 5, 0.1, 2.0), granularity="global"),
+}
+
+
+@pytest.mark.parametrize("technique", sorted(TECHNIQUES))
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_keras_file_round_trip_gives_identical_predictions(name, tmp_path):
+def test_keras_file_round_trip_gives_identical_predictions(name, technique, tmp_path):
     factory, x, _ = CASES[name]
     layer = factory()
-    layer.technique = RandomPruning(seed=3)
+    layer.technique = TECHNIQUES[technique]
     inputs = keras.Input(x.shape[1:], dtype=x.dtype)
     model = keras.Model(inputs, layer(inputs))
     layer.mask.assign(random_mask(layer.mask.shape, seed=5))
@@ -169,6 +178,7 @@ def test_keras_file_round_trip_gives_identical_predictions(name, tmp_path):
     restored_layer = restored.layers[-1]
     assert type(restored_layer) is type(layer)
     assert restored_layer.technique.get_config() == layer.technique.get_config()
+    assert restored_layer.technique.schedule == layer.technique.schedule
     np.testing.assert_array_equal(restored_layer.mask.numpy(), layer.mask.numpy())
     np.testing.assert_array_equal(restored(x).numpy(), model(x).numpy())
 
