@@ -1,4 +1,4 @@
-"""Global sparsity of a checkpoint (TF1, TF2, `.keras`, `.weights.h5`), as the original `checkpoint_sparsity.py`."""
+"""Global sparsity of a checkpoint, counted as the original `checkpoint_sparsity.py`."""
 
 import collections
 import contextlib
@@ -26,7 +26,7 @@ TECHNIQUES = (
 )
 MODELS = ("transformer", "rn50")
 
-# Name of the weight beside `log_sigma2` in the original's TF1 checkpoints (sos_spec 4.1).
+# Weight beside `log_sigma2` in the original's TF1 checkpoints (sos_spec 4.1).
 _ORIGINAL_THETA = {"transformer": "kernel", "rn50": "weights"}
 # Names of that weight in this package's own formats (Keras attribute names).
 _KERAS_THETA = ("kernel", "embeddings")
@@ -72,11 +72,20 @@ class _Tensors:
         self.names = sorted(keys)
         self._keys = keys
         self._read = read
-        # TF1 checkpoints of the original code name the weight by model; ours by Keras.
+        # The original's TF1 names depend on --model; ours are Keras attribute names.
         self._original_names = original_names
 
     def read(self, name):
-        return np.asarray(self._read(self._keys[name]))
+        """One tensor as a NumPy array; a damaged file is a user error, not a crash."""
+        try:
+            return np.asarray(self._read(self._keys[name]))
+        # TF reports a truncated data file as IndexError ("Read less bytes ...").
+        except (tf.errors.OpError, OSError, IndexError) as error:
+            message = getattr(error, "message", str(error))
+            raise ValueError(
+                f"Cannot read tensor {name!r} of {self.path!r}: {message}. The file "
+                f"may be truncated or damaged. Received: checkpoint={self.path!r}"
+            ) from None
 
     def theta_name(self, log_sigma2_name, model):
         """Name of the weight paired with a variational dropout `log_sigma2` tensor."""
@@ -84,8 +93,10 @@ class _Tensors:
             candidates = [log_sigma2_name[: -len("_aux")]]
         else:
             stem = log_sigma2_name[: -len("log_sigma2")]
-            thetas = (_ORIGINAL_THETA[model],) if self._original_names else _KERAS_THETA
-            candidates = [stem + theta for theta in thetas]
+            if self._original_names:
+                candidates = [stem + _ORIGINAL_THETA[model]]
+            else:
+                candidates = [stem + theta for theta in _KERAS_THETA]
         for candidate in candidates:
             if candidate in self._keys:
                 return candidate
@@ -119,7 +130,8 @@ def resolve_checkpoint(path):
         raise FileNotFoundError(
             f"Directory {path!r} holds no checkpoint: it has no valid 'checkpoint' "
             f"state file and no {_KERAS_WEIGHTS_FILE}. Pass --checkpoint=<dir>/"
-            f"model.ckpt-N, a .keras or a .weights.h5 file. Received: checkpoint={path!r}"
+            "model.ckpt-N, a .keras or a .weights.h5 file. "
+            f"Received: checkpoint={path!r}"
         )
     shard = re.fullmatch(r"(.+)\.(index|data-\d+-of-\d+)", path)
     if shard and tf.io.gfile.exists(shard.group(1) + ".index"):
@@ -186,6 +198,7 @@ def checkpoint_sparsity(
 
 
 def _check_arguments(technique, model, log_alpha_threshold):
+    """Rejects bad arguments before any file is opened, naming the flag to fix."""
     if technique not in TECHNIQUES:
         raise ValueError(
             f"--sparsity_technique must be one of {list(TECHNIQUES)}. "
@@ -207,7 +220,7 @@ def _check_arguments(technique, model, log_alpha_threshold):
 
 
 def _count_tensor(tensors, name, technique, model, log_alpha_threshold):
-    """(nonzeros, size) of one tensor under the technique's rule, or None if it is not counted."""
+    """(nonzeros, size) of one tensor by the technique's rule; None if not counted."""
     if "pruning" in technique:
         if not name.endswith("mask"):
             return None
@@ -234,13 +247,15 @@ def _count_tensor(tensors, name, technique, model, log_alpha_threshold):
 
 
 def _no_sparse_tensors_message(tensors, technique):
-    """Why nothing was counted, with the technique the names suggest (the usual mistake)."""
+    """Why nothing was counted, and the technique the names suggest (the usual slip)."""
     suffixes = {
         "magnitude_pruning or random_pruning": "mask",
         "variational_dropout": "log_sigma2",
         "l0_regularization": "log_alpha",
     }
-    found = [t for t, s in suffixes.items() if any(n.endswith(s) for n in tensors.names)]
+    found = [
+        t for t, s in suffixes.items() if any(n.endswith(s) for n in tensors.names)
+    ]
     hint = (
         f" Its tensor names suggest --sparsity_technique={' or '.join(found)}."
         if found
@@ -262,14 +277,16 @@ def _open(path):
         with zipfile.ZipFile(path) as archive:
             if _KERAS_WEIGHTS_FILE not in archive.namelist():
                 raise ValueError(
-                    f"{path!r} is a zip archive without {_KERAS_WEIGHTS_FILE}, so not a "
-                    "Keras 3 .keras file. Pass --checkpoint as a .keras file saved with "
-                    f"`model.save(...)`. Received: checkpoint={path!r}"
+                    f"{path!r} is a zip archive without {_KERAS_WEIGHTS_FILE}, so "
+                    "not a Keras 3 .keras file. Pass --checkpoint as a .keras file "
+                    f"saved with `model.save(...)`. Received: checkpoint={path!r}"
                 )
             # Keras stores the member uncompressed, so h5py seeks in it directly.
-            with archive.open(_KERAS_WEIGHTS_FILE) as member:
-                with _open_hdf5(member, path) as h5_file:
-                    yield _hdf5_tensors(h5_file, path)
+            with (
+                archive.open(_KERAS_WEIGHTS_FILE) as member,
+                _open_hdf5(member, path) as h5_file,
+            ):
+                yield _hdf5_tensors(h5_file, path)
     elif os.path.isfile(path) and h5py.is_hdf5(path):
         with _open_hdf5(path, path) as h5_file:
             yield _hdf5_tensors(h5_file, path)
@@ -285,8 +302,8 @@ def _tf_checkpoint_tensors(prefix):
     """Tensors of a TF checkpoint: original names for TF1, layer paths for TF2 ones."""
     try:
         reader = tf.train.load_checkpoint(prefix)
-        keys = reader.get_variable_to_dtype_map()
-        if _OBJECT_GRAPH_KEY in keys:
+        names = list(reader.get_variable_to_dtype_map())
+        if _OBJECT_GRAPH_KEY in names:
             graph = trackable_object_graph_pb2.TrackableObjectGraph()
             graph.ParseFromString(reader.get_tensor(_OBJECT_GRAPH_KEY))
             keys = _object_graph_keys(graph)
@@ -297,12 +314,12 @@ def _tf_checkpoint_tensors(prefix):
             f"Cannot read TensorFlow checkpoint {prefix!r}: {message}. "
             f"Received: checkpoint={prefix!r}"
         ) from None
-    keys = {name: name for name in keys}
+    keys = {name: name for name in names}
     return _Tensors(prefix, keys, reader.get_tensor, original_names=True)
 
 
 def _object_graph_keys(graph):
-    """Maps `layer/path/variable` to the checkpoint key of each variable of a TF2 checkpoint.
+    """Maps `layer/path/variable` to the key of each variable of a TF2 checkpoint.
 
     A TF2 checkpoint stores each variable once, under its shortest path in the
     object graph. With the optimizer saved, that is a numbered slot such as
@@ -324,7 +341,8 @@ def _object_graph_keys(graph):
                 if attribute.name != "VARIABLE_VALUE":
                     continue
                 named = not child.local_name.isdigit()
-                if child.node_id not in best or (named and not best[child.node_id][2]):
+                known = best.get(child.node_id)
+                if known is None or (named and not known[2]):
                     parent = paths[node_id]
                     name = f"{parent}/{child.local_name.lstrip('_')}".lstrip("/")
                     best[child.node_id] = (name, attribute.checkpoint_key, named)
@@ -339,21 +357,24 @@ def _object_graph_keys(graph):
 
 @contextlib.contextmanager
 def _open_hdf5(file, path):
+    """Opens an HDF5 file or file object; h5py's OSError becomes a clear message."""
     try:
         h5_file = h5py.File(file, "r")
     except OSError as error:
         raise ValueError(
-            f"Cannot read HDF5 weights of {path!r}: {error}. Received: checkpoint={path!r}"
+            f"Cannot read HDF5 weights of {path!r}: {error}. "
+            f"Received: checkpoint={path!r}"
         ) from None
     with h5_file:
         yield h5_file
 
 
 def _hdf5_tensors(h5_file, path):
-    """Tensors of a `.keras`/`.weights.h5` file, named like `layers/sparse_dense/vars/mask`.
+    """Tensors of a `.keras`/`.weights.h5` file, e.g. `layers/sparse_dense/vars/mask`.
 
-    Sparse* layers save their variables by name (`SparseLayerMixin.save_own_variables`),
-    so the name rules work on the dataset paths; optimizer state is skipped.
+    Sparse* layers save their variables by name
+    (`SparseLayerMixin.save_own_variables`), so the name rules work on the
+    dataset paths; optimizer state is skipped.
     """
     keys = {}
 
@@ -374,11 +395,13 @@ def _parse_flags(argv):
 
 
 def _fail(message):
+    """Ends the CLI like argparse: one line on stderr and exit code 2, no traceback."""
     print(f"{_PROG}: error: {' '.join(str(message).split())}", file=sys.stderr)
     raise SystemExit(2)
 
 
 def main(argv):
+    """Prints `<checkpoint> global sparsity = <pct>%`, the original's output line."""
     if len(argv) > 1:
         _fail(
             "Unexpected positional arguments; pass every option as --flag=value. "
@@ -387,13 +410,14 @@ def main(argv):
     if _CHECKPOINT.value is None:
         _fail("--checkpoint is required. Received: checkpoint=None")
     try:
+        _check_arguments(_TECHNIQUE.value, _MODEL.value, _THRESHOLD.value)
         path = resolve_checkpoint(_CHECKPOINT.value)
         sparsity = checkpoint_sparsity(
             path, _TECHNIQUE.value, _MODEL.value, _THRESHOLD.value
         )
     except (FileNotFoundError, ValueError) as error:
         _fail(error)
-    print("{} global sparsity = {}%".format(path, 100 * sparsity))
+    print(f"{path} global sparsity = {100 * sparsity}%")
 
 
 if __name__ == "__main__":

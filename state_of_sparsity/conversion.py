@@ -205,8 +205,8 @@ def _copy_variables(source, target, overrides):
     """Copies `source`'s variables into `target`'s by name; `overrides` replaces values."""
     if not source.built:
         return
-    target_vars = {v.name: v for v in walk.own_variables(target)}
-    for variable in walk.own_variables(source):
+    target_vars = {v.name: v for v in sparse_layers.own_variables(target)}
+    for variable in sparse_layers.own_variables(source):
         if variable.name in target_vars:
             target_vars[variable.name].assign(overrides.get(variable.name, variable))
 

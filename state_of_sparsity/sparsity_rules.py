@@ -45,5 +45,5 @@ def vd_nonzeros(log_sigma2, theta, threshold=DEFAULT_LOG_ALPHA_THRESHOLD):
 def global_sparsity(nonzeros, total):
     """Fraction of zeros, 1 - nonzeros / total, as a float in [0, 1]."""
     if total <= 0:
-      raise ValueError(f"Expected a positive number of weights. Received: total={total}")
+        raise ValueError(f"Expected a positive number of weights. Received: total={total}")
     return 1.0 - nonzeros / total

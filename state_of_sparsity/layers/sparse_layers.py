@@ -10,9 +10,16 @@ import keras
 from keras import ops
 
 from state_of_sparsity.layers import technique as technique_lib
-from state_of_sparsity.layers import walk
 
 _PACKAGE = "state_of_sparsity"
+
+
+def own_variables(layer):
+    """The layer's own variables, without those of nested layers (whose names repeat).
+
+    Keras keeps no public accessor for this; `layer.weights` includes sublayers.
+    """
+    return layer._trainable_variables + layer._non_trainable_variables
 
 
 class SparseLayerMixin:
@@ -73,11 +80,11 @@ class SparseLayerMixin:
     def save_own_variables(self, store):
         if not self.built:
             return
-        for variable in walk.own_variables(self):
+        for variable in own_variables(self):
             store[variable.name] = variable
 
     def load_own_variables(self, store):
-        for variable in walk.own_variables(self):
+        for variable in own_variables(self):
             if variable.name not in store:
                 raise ValueError(
                     f"Layer '{self.name}': the saved file has no variable "

@@ -11,7 +11,3 @@ def sparse_layers(model):
         if isinstance(layer, sparse_layers_lib.SparseLayerMixin) and layer.built
     ]
 
-
-def own_variables(layer):
-    """The layer's own variables, without those of nested layers (whose names repeat)."""
-    return layer._trainable_variables + layer._non_trainable_variables
