@@ -27,7 +27,9 @@ CLASS_NAMES = (
 # IDX header: two zero bytes, a dtype code, the number of dimensions, then one
 # big-endian uint32 per dimension (http://yann.lecun.com/exdb/mnist/).
 _UBYTE = 0x08
-_INSTALL_HINT = "Install it with `apt-get install dataset-fashion-mnist` or pass --data_dir"
+_INSTALL_HINT = (
+    "Install it with `apt-get install dataset-fashion-mnist` or pass --data_dir"
+)
 
 
 def read_idx(path):
@@ -37,7 +39,8 @@ def read_idx(path):
       path: path of an IDX file, e.g. `train-images-idx3-ubyte.gz`.
 
     Returns:
-      A uint8 array with the shape stored in the header.
+      A read-only uint8 array (a view of the file's bytes) with the shape
+      stored in the header.
 
     Raises:
       ValueError: if the file is not an IDX file of unsigned bytes, or if its
@@ -159,7 +162,11 @@ def create_split(images, labels, batch_size, shuffle=False, seed=0):
     Returns:
       A dataset of `(float32 images in [0, 1] of shape (B, 28, 28, 1), int64 labels)`.
     """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+    if (
+        isinstance(batch_size, bool)
+        or not isinstance(batch_size, int)
+        or batch_size < 1
+    ):
         raise ValueError(
             f"`batch_size` must be a positive integer. Received: batch_size={batch_size!r}"
         )

@@ -50,14 +50,19 @@ def test_read_idx_returns_header_shape_and_bytes(tmp_path, name):
 def test_read_idx_rejects_wrong_magic(tmp_path):
     path = _write(tmp_path / "x.gz", _idx_bytes(np.zeros(4), dtype_code=0x0D))
 
-    with pytest.raises(ValueError, match=r"not an IDX file of unsigned bytes.*magic=0x00000d01"):
+    with pytest.raises(
+        ValueError, match=r"not an IDX file of unsigned bytes.*magic=0x00000d01"
+    ):
         fashion_mnist.read_idx(path)
 
 
 def test_read_idx_rejects_truncated_data(tmp_path):
     path = _write(tmp_path / "x", _idx_bytes(np.zeros((2, 3)))[:-1])
 
-    with pytest.raises(ValueError, match=r"truncated: expected 6 data bytes for shape \(2, 3\)\. Received: 5"):
+    with pytest.raises(
+        ValueError,
+        match=r"truncated: expected 6 data bytes for shape \(2, 3\)\. Received: 5",
+    ):
         fashion_mnist.read_idx(path)
 
 
@@ -71,7 +76,9 @@ def test_read_idx_rejects_truncated_header(tmp_path):
 def test_read_idx_rejects_trailing_bytes(tmp_path):
     path = _write(tmp_path / "x", _idx_bytes(np.zeros(3)) + b"\x00")
 
-    with pytest.raises(ValueError, match=r"longer than its header says.*Received: 4 bytes"):
+    with pytest.raises(
+        ValueError, match=r"longer than its header says.*Received: 4 bytes"
+    ):
         fashion_mnist.read_idx(path)
 
 
@@ -131,14 +138,18 @@ def test_load_split_rejects_count_mismatch(tmp_path):
     images, labels = _example_split()
     _write_split(tmp_path, "train", images, labels[:4])
 
-    with pytest.raises(ValueError, match=r"one label per image\. Received: 5 images and 4 labels"):
+    with pytest.raises(
+        ValueError, match=r"one label per image\. Received: 5 images and 4 labels"
+    ):
         fashion_mnist.load_split("train", str(tmp_path))
 
 
 def test_load_split_rejects_wrong_image_shape(tmp_path):
     _write_split(tmp_path, "train", np.zeros((2, 28, 27)), np.zeros(2))
 
-    with pytest.raises(ValueError, match=r"shape \(N, 28, 28\)\. Received: shape=\(2, 28, 27\)"):
+    with pytest.raises(
+        ValueError, match=r"shape \(N, 28, 28\)\. Received: shape=\(2, 28, 27\)"
+    ):
         fashion_mnist.load_split("train", str(tmp_path))
 
 
@@ -146,12 +157,17 @@ def test_load_split_rejects_label_out_of_range(tmp_path):
     images, _ = _example_split(2)
     _write_split(tmp_path, "train", images, np.array([3, 10]))
 
-    with pytest.raises(ValueError, match=r"labels must be in \[0, 10\)\. Received: max label=10"):
+    with pytest.raises(
+        ValueError, match=r"labels must be in \[0, 10\)\. Received: max label=10"
+    ):
         fashion_mnist.load_split("train", str(tmp_path))
 
 
 def test_load_split_rejects_unknown_split(tmp_path):
-    with pytest.raises(ValueError, match=r"`split` must be one of \['test', 'train'\]\. Received: split='val'"):
+    with pytest.raises(
+        ValueError,
+        match=r"`split` must be one of \['test', 'train'\]\. Received: split='val'",
+    ):
         fashion_mnist.load_split("val", str(tmp_path))
 
 
@@ -164,7 +180,9 @@ def test_create_split_normalises_and_batches():
     x = np.concatenate([x.numpy() for x, _ in batches])
     assert x.dtype == np.float32 and x.shape == (5, 28, 28, 1)
     np.testing.assert_allclose(x[..., 0], images / np.float32(255.0), rtol=1e-6)
-    np.testing.assert_array_equal(np.concatenate([y.numpy() for _, y in batches]), labels)
+    np.testing.assert_array_equal(
+        np.concatenate([y.numpy() for _, y in batches]), labels
+    )
 
 
 def test_create_split_shuffle_is_seeded_and_keeps_every_example():
@@ -173,7 +191,9 @@ def test_create_split_shuffle_is_seeded_and_keeps_every_example():
 
     def order(seed):
         dataset = fashion_mnist.create_split(images, labels, 4, shuffle=True, seed=seed)
-        return np.concatenate([np.round(x.numpy()[:, 0, 0, 0] * 255) for x, _ in dataset])
+        return np.concatenate(
+            [np.round(x.numpy()[:, 0, 0, 0] * 255) for x, _ in dataset]
+        )
 
     first = order(seed=1)
     assert sorted(first) == list(range(20))
@@ -184,7 +204,10 @@ def test_create_split_shuffle_is_seeded_and_keeps_every_example():
 def test_create_split_rejects_bad_batch_size():
     images, labels = _example_split()
 
-    with pytest.raises(ValueError, match=r"`batch_size` must be a positive integer\. Received: batch_size=0"):
+    with pytest.raises(
+        ValueError,
+        match=r"`batch_size` must be a positive integer\. Received: batch_size=0",
+    ):
         fashion_mnist.create_split(images, labels, batch_size=0)
 
 

@@ -1,5 +1,7 @@
 """`PruningCallback`: drives mask updates in `model.fit` and logs sparsity."""
 
+import importlib.util
+
 import keras
 import tensorflow as tf
 
@@ -29,6 +31,12 @@ class PruningCallback(keras.callbacks.Callback):
 
     def __init__(self, log_dir=None):
         super().__init__()
+        if log_dir and importlib.util.find_spec("tensorboard") is None:
+            # tf.summary would only fail at the first scalar, after a whole epoch.
+            raise ValueError(
+                "PruningCallback(log_dir=...) writes TensorBoard summaries, which needs "
+                f"the `tensorboard` package: `pip install tensorboard`. Received: log_dir={log_dir!r}"
+            )
         self.log_dir = log_dir
         self._updater = None
         self._writer = None

@@ -105,3 +105,13 @@ def test_callback_on_a_model_without_pruned_layers_says_how_to_convert():
     model.compile("sgd", "mse")
     with pytest.raises(ValueError, match="found no pruned layer.*sparsify"):
         model.fit(np.ones((4, 2)), np.ones((4, 2)), verbose=0, callbacks=[sos.PruningCallback()])
+
+
+def test_log_dir_without_tensorboard_fails_at_construction(monkeypatch):
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "tensorboard" else real_find_spec(name, *a))
+    with pytest.raises(ValueError, match="needs the `tensorboard` package.*Received: log_dir='logs'"):
+        sos.PruningCallback(log_dir="logs")
