@@ -2,6 +2,8 @@
 
 import keras
 
+from state_of_sparsity.layers import serializable
+
 _REGISTRY = {}
 
 
@@ -16,7 +18,7 @@ def register_technique(name):
     return decorator
 
 
-class Technique:
+class Technique(serializable.Serializable):
     """Owns the extra variables of a sparse layer and decides its effective weight.
 
     A technique is stateless configuration: its variables live on the layer it
@@ -52,19 +54,6 @@ class Technique:
     def nonzeros(self, layer):
         """Number of weights kept at evaluation, by the shared rules of `sparsity_rules`."""
         raise NotImplementedError(f"{self.__class__.__name__} must implement `nonzeros`.")
-
-    def get_config(self):
-        raise NotImplementedError(
-            f"{self.__class__.__name__} must implement `get_config()`."
-        )
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
-
-    def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
-        return f"{self.__class__.__name__}({args})"
 
 
 def names():

@@ -5,10 +5,12 @@ import numbers
 import keras
 from keras import ops
 
+from state_of_sparsity.layers import serializable
+
 _PACKAGE = "state_of_sparsity"
 
 
-class PruningSchedule:
+class PruningSchedule(serializable.Serializable):
     """Base class of pruning schedules.
 
     A schedule answers two questions for a training step (the optimizer's
@@ -47,6 +49,15 @@ class PruningSchedule:
             f"{self.__class__.__name__} must implement `with_target(target_sparsity)`."
         )
 
+    def _target_and_steps(self):
+        """The config entries every schedule has, for subclasses' flat `get_config`."""
+        return {
+            "target_sparsity": self.target_sparsity,
+            "begin_step": self.begin_step,
+            "end_step": self.end_step,
+            "frequency": self.frequency,
+        }
+
     def is_update_step(self, step, last_update_step):
         """Boolean tensor: whether masks must be recomputed at `step`.
 
@@ -69,25 +80,6 @@ class PruningSchedule:
         return ops.logical_and(
             started, ops.logical_or(never_updated, ops.logical_or(periodic, final))
         )
-
-    def get_config(self):
-        raise NotImplementedError(
-            f"{self.__class__.__name__} must implement `get_config()`."
-        )
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
-
-    def __eq__(self, other):
-        return type(self) is type(other) and self.get_config() == other.get_config()
-
-    def __hash__(self):
-        return hash((type(self).__name__, tuple(sorted(self.get_config().items()))))
-
-    def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
-        return f"{self.__class__.__name__}({args})"
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -159,10 +151,7 @@ class PolynomialDecay(PruningSchedule):
 
     def get_config(self):
         return {
-            "target_sparsity": self.target_sparsity,
-            "begin_step": self.begin_step,
-            "end_step": self.end_step,
-            "frequency": self.frequency,
+            **self._target_and_steps(),
             "initial_sparsity": self.initial_sparsity,
             "exponent": self.exponent,
         }
@@ -197,12 +186,7 @@ class ConstantSparsity(PruningSchedule):
         return ConstantSparsity(**config)
 
     def get_config(self):
-        return {
-            "target_sparsity": self.target_sparsity,
-            "begin_step": self.begin_step,
-            "end_step": self.end_step,
-            "frequency": self.frequency,
-        }
+        return self._target_and_steps()
 
 
 def get(identifier):

@@ -115,3 +115,39 @@ def test_models_without_pruned_layers_are_a_no_op():
     inputs = keras.Input((3,))
     model = keras.Model(inputs, keras.layers.Dense(2)(inputs))
     assert not bool(update_masks(model, 10))
+
+
+def test_custom_loop_resumed_from_checkpoint_manager_ends_with_identical_masks(tmp_path):
+    x, y = tf.random.normal([16, 20], seed=1), tf.random.normal([16, 10], seed=2)
+
+    def setup(seed):
+        model = two_layer_model(RandomPruning(PolynomialDecay(0.8, 1, 12, 3), seed=2), seed=seed)
+        optimizer = keras.optimizers.Adam(0.01)
+        optimizer.build(model.trainable_variables)
+        checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
+        manager = tf.train.CheckpointManager(checkpoint, str(tmp_path / f"ckpt{seed}"), max_to_keep=2)
+        return model, optimizer, manager
+
+    def train(model, optimizer, until, manager=None):
+        while int(optimizer.iterations.numpy()) < until:
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_mean(tf.square(model(x, training=True) - y))
+            optimizer.apply(tape.gradient(loss, model.trainable_variables), model.trainable_variables)
+            update_masks(model, optimizer.iterations)
+            if manager is not None and int(optimizer.iterations.numpy()) == 7:
+                manager.save()
+
+    reference, reference_optimizer, _ = setup(seed=0)
+    train(reference, reference_optimizer, until=15)
+
+    killed, killed_optimizer, manager = setup(seed=0)
+    train(killed, killed_optimizer, until=9, manager=manager)  # checkpoint at 7, killed at 9
+    resumed, resumed_optimizer, _ = setup(seed=5)
+    tf.train.Checkpoint(model=resumed, optimizer=resumed_optimizer).restore(
+        manager.latest_checkpoint).assert_consumed()
+    assert int(resumed_optimizer.iterations.numpy()) == 7
+    train(resumed, resumed_optimizer, until=15)
+    for name in ("a", "b"):
+        np.testing.assert_array_equal(resumed.get_layer(name).mask.numpy(), reference.get_layer(name).mask.numpy())
+        np.testing.assert_allclose(resumed.get_layer(name).sparse_weight.numpy(),
+                                   reference.get_layer(name).sparse_weight.numpy(), rtol=1e-6)
