@@ -159,7 +159,7 @@ def _make_technique(technique, schedule, options):
                 f"the instance {technique!r} already holds them."
             )
         return technique
-    technique_cls = type(technique_lib.get(technique))
+    technique_cls = technique_lib.get_class(technique)
     kwargs = dict(options)
     if schedule is not None:
         kwargs["schedule"] = schedule

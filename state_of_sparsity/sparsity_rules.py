@@ -19,16 +19,16 @@ def pruning_nonzeros(mask):
     return int(np.count_nonzero(np.asarray(mask)))
 
 
-def l0_gate(log_alpha):
+def l0_gate(log_alpha, gamma=GAMMA, zeta=ZETA):
     """Deterministic hard-concrete gate clip(sigmoid(log_alpha) * (zeta - gamma) + gamma, 0, 1)."""
     log_alpha = np.asarray(log_alpha, dtype=np.float64)
     sigmoid = 0.5 * (1.0 + np.tanh(0.5 * log_alpha))  # overflow-free sigmoid
-    return np.clip(sigmoid * (ZETA - GAMMA) + GAMMA, 0.0, 1.0)
+    return np.clip(sigmoid * (zeta - gamma) + gamma, 0.0, 1.0)
 
 
-def l0_nonzeros(log_alpha):
+def l0_nonzeros(log_alpha, gamma=GAMMA, zeta=ZETA):
     """Number of weights whose evaluation-time L0 gate is not exactly 0."""
-    return int(np.count_nonzero(l0_gate(log_alpha)))
+    return int(np.count_nonzero(l0_gate(log_alpha, gamma, zeta)))
 
 
 def vd_log_alpha(log_sigma2, theta):

@@ -35,6 +35,8 @@ class SparseLayerMixin:
     """
 
     weight_attribute = "kernel"
+    # True when the op gathers rows of the weight (Embedding) instead of mixing inputs.
+    is_lookup = False
 
     def __init__(self, *args, technique="magnitude_pruning", **kwargs):
         super().__init__(*args, **kwargs)
@@ -68,6 +70,14 @@ class SparseLayerMixin:
             outputs = self.activation(outputs)
         return outputs
 
+    def _variance_op(self, inputs, variance):
+        """The op applied to squared inputs and a per-weight variance (for the LRT), in float32."""
+        return self._op(ops.square(ops.cast(inputs, variance.dtype)), variance)
+
+    def _noise_shape(self, outputs):
+        """Shape of the LRT noise: one value per output element unless a layer shares it."""
+        return ops.shape(outputs)
+
     def nonzeros_and_size(self):
         """(kept weights at evaluation, total weights) of the sparsified weight."""
         return self.technique.nonzeros(self), int(ops.size(self.sparse_weight))
@@ -80,18 +90,27 @@ class SparseLayerMixin:
     def save_own_variables(self, store):
         if not self.built:
             return
-        for variable in own_variables(self):
-            store[variable.name] = variable
+        for name, variable in self._variables_by_name().items():
+            store[name] = variable
 
     def load_own_variables(self, store):
-        for variable in own_variables(self):
-            if variable.name not in store:
+        for name, variable in self._variables_by_name().items():
+            if name not in store:
                 raise ValueError(
                     f"Layer '{self.name}': the saved file has no variable "
-                    f"'{variable.name}'. It holds {sorted(store.keys())}; was it "
+                    f"'{name}'. It holds {sorted(store.keys())}; was it "
                     "saved from a model with the same sparsity technique?"
                 )
-            variable.assign(store[variable.name])
+            variable.assign(store[name])
+
+    def _variables_by_name(self):
+        variables = {variable.name: variable for variable in own_variables(self)}
+        # The technique's RNG state too (Keras saves no seed generator), so a
+        # run resumed from a .keras / .weights.h5 backup draws the same noise.
+        seed_generator = getattr(self, "sparsity_seed_generator", None)
+        if seed_generator is not None:
+            variables["sparsity_seed_state"] = seed_generator.state
+        return variables
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -113,6 +132,12 @@ class SparseDense(SparseLayerMixin, keras.layers.Dense):
     def _op(self, inputs, kernel):
         return ops.matmul(inputs, kernel)
 
+    def _noise_shape(self, outputs):
+        # Rank >= 3 (e.g. [batch, length, units]): one noise value per example
+        # and unit, shared by every position, as the original's broadcast matmul.
+        shape = ops.shape(outputs)
+        return (shape[0],) + (1,) * (len(shape) - 2) + (shape[-1],)
+
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class SparseEinsumDense(SparseLayerMixin, keras.layers.EinsumDense):
@@ -125,6 +150,18 @@ class SparseEinsumDense(SparseLayerMixin, keras.layers.EinsumDense):
 
     def _op(self, inputs, kernel):
         return ops.einsum(self.equation, inputs, kernel)
+
+    def _noise_shape(self, outputs):
+        # Like rank-3 Dense: output axes that come from the input only (not the
+        # batch axis, not kernel axes) are sequence axes and share the noise.
+        _, rest = self.equation.replace(" ", "").split(",")
+        kernel_spec, output_spec = rest.split("->")
+        shape = ops.shape(outputs)
+        labels = list(output_spec.replace("...", "." * (len(shape) - len(output_spec) + 3)))
+        return tuple(
+            size if index == 0 or label in kernel_spec else 1
+            for index, (label, size) in enumerate(zip(labels, shape))
+        )
 
 
 class _SparseConvMixin(SparseLayerMixin):
@@ -186,11 +223,16 @@ class SparseEmbedding(SparseLayerMixin, keras.layers.Embedding):
     """
 
     weight_attribute = "embeddings"
+    is_lookup = True
 
     def _op(self, inputs, embeddings):
         if inputs.dtype not in ("int32", "int64"):
             inputs = ops.cast(inputs, "int32")
         return ops.take(embeddings, inputs, axis=0)
+
+    def _variance_op(self, inputs, variance):
+        # A lookup selects rows: the variance of an output is that of its row.
+        return self._op(inputs, variance)
 
     def _epilogue(self, outputs):
         return ops.cast(outputs, self.compute_dtype)

@@ -61,17 +61,22 @@ def names():
     return sorted(_REGISTRY)
 
 
+def get_class(name):
+    """The technique class registered under `name`."""
+    if name not in _REGISTRY:
+        raise ValueError(
+            f"Unknown sparsity technique. Expected one of {names()}. "
+            f"Received: technique={name!r}"
+        )
+    return _REGISTRY[name]
+
+
 def get(identifier):
-    """A technique from an instance, a registered name, or a serialized dict."""
+    """A technique from an instance, a registered name (default arguments), or a serialized dict."""
     if isinstance(identifier, Technique):
         return identifier
     if isinstance(identifier, str):
-        if identifier not in _REGISTRY:
-            raise ValueError(
-                f"Unknown sparsity technique. Expected one of {names()}. "
-                f"Received: technique={identifier!r}"
-            )
-        return _REGISTRY[identifier]()
+        return get_class(identifier)()
     if isinstance(identifier, dict):
         return keras.saving.deserialize_keras_object(identifier)
     raise ValueError(

@@ -6,6 +6,10 @@ import pytest
 import tensorflow as tf
 
 from state_of_sparsity import layers as sparse
+from state_of_sparsity.layers import CubicEMAPenalty
+from state_of_sparsity.layers import L0Regularization
+from state_of_sparsity.layers import LinearPenalty
+from state_of_sparsity.layers import VariationalDropout
 from state_of_sparsity.layers.pruning import ConstantSparsity
 from state_of_sparsity.layers.pruning import MagnitudePruning
 from state_of_sparsity.layers.pruning import PolynomialDecay
@@ -159,7 +163,14 @@ def test_variables_are_named_like_the_original(name):
 TECHNIQUES = {
     "random": RandomPruning(ConstantSparsity(0.3, begin_step=1, end_step=9, frequency=2), seed=3),
     "magnitude_global": MagnitudePruning(PolynomialDecay(0.9, 5, 50, 5, 0.1, 2.0), granularity="global"),
+    "variational_dropout": VariationalDropout(CubicEMAPenalty(1e-3, 2, 20), threshold=1.5, clip_alpha=4.0),
+    "l0_regularization": L0Regularization(LinearPenalty(1e-3, 0, 10), beta=0.5, log_alpha_mean=1.0),
 }
+# Technique state set to random values before saving, so a lost variable shows.
+RANDOM_STATE = {"mask": lambda s: random_mask(s, seed=5), "threshold": lambda s: np.float32(0.25),
+                "log_sigma2": lambda s: RNG.uniform(-6, 2, s).astype(np.float32),
+                "log_alpha": lambda s: RNG.uniform(-4, 4, s).astype(np.float32),
+                "penalty_weight": lambda s: np.float32(0.125), "log_alpha_threshold": lambda s: np.float32(2.0)}
 
 
 @pytest.mark.parametrize("technique", sorted(TECHNIQUES))
@@ -170,8 +181,9 @@ def test_keras_file_round_trip_gives_identical_predictions(name, technique, tmp_
     layer.technique = TECHNIQUES[technique]
     inputs = keras.Input(x.shape[1:], dtype=x.dtype)
     model = keras.Model(inputs, layer(inputs))
-    layer.mask.assign(random_mask(layer.mask.shape, seed=5))
-    layer.threshold.assign(0.25)
+    for variable in layer.weights:
+        if variable.name in RANDOM_STATE:
+            variable.assign(RANDOM_STATE[variable.name](variable.shape))
     path = tmp_path / "model.keras"
     model.save(path)
     restored = keras.saving.load_model(path)
@@ -179,7 +191,8 @@ def test_keras_file_round_trip_gives_identical_predictions(name, technique, tmp_
     assert type(restored_layer) is type(layer)
     assert restored_layer.technique.get_config() == layer.technique.get_config()
     assert restored_layer.technique.schedule == layer.technique.schedule
-    np.testing.assert_array_equal(restored_layer.mask.numpy(), layer.mask.numpy())
+    for saved, loaded in zip(layer.weights, restored_layer.weights, strict=True):
+        np.testing.assert_array_equal(loaded.numpy(), saved.numpy(), err_msg=saved.name)
     np.testing.assert_array_equal(restored(x).numpy(), model(x).numpy())
 
 

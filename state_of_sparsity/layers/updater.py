@@ -1,7 +1,8 @@
-"""Mask updates for every pruned layer of a model: the one call a training loop makes."""
+"""Per-step state updates of every sparse layer (pruning masks, penalty weights): the one call a training loop makes."""
 
 import tensorflow as tf
 
+from state_of_sparsity.layers import penalized
 from state_of_sparsity.layers import walk
 from state_of_sparsity.layers.pruning import technique as pruning_technique
 
@@ -53,21 +54,44 @@ def _update_group(layers, step):
     return tf.cond(due, update, lambda: tf.constant(False))
 
 
-def update_masks(model, step):
-    """Recomputes the masks of `model` that are due at `step`; call it after each optimizer step.
+def penalized_layers(model):
+    """Layers whose technique has a scheduled penalty weight (variational dropout, L0)."""
+    return [
+        layer for layer in walk.sparse_layers(model)
+        if isinstance(layer.technique, penalized.PenalizedTechnique)
+    ]
 
-    This is the hook for custom training loops (`PruningCallback` calls it in
-    `model.fit`). Call it outside the gradient tape, with the optimizer's
-    iteration count after the update, e.g.
-    `update_masks(model, optimizer.iterations)`. It works eagerly and inside a
-    `tf.function`, and it is a no-op between scheduled updates, so calling it
-    twice at one step is harmless.
+
+def _update_penalty(layer, step):
+    # Once per step: the cubic EMA must not advance twice when a resumed run
+    # (or a second call) sees the same step again.
+    due = tf.greater(step, layer.penalty_step.value)
+
+    def update():
+        schedule = layer.technique.schedule
+        layer.penalty_weight.assign(schedule.next_weight(step, layer.penalty_weight.value))
+        layer.penalty_step.assign(step)
+        return tf.constant(True)
+
+    return tf.cond(due, update, lambda: tf.constant(False))
+
+
+def update_masks(model, step):
+    """Advances every sparse layer of `model` to `step`; call it after each optimizer step.
+
+    Pruned layers recompute their masks when the schedule says so;
+    variational dropout and L0 layers update their penalty weight. This is the
+    hook for custom training loops (`PruningCallback` calls it in `model.fit`).
+    Call it outside the gradient tape, with the optimizer's iteration count
+    after the update, e.g. `update_masks(model, optimizer.iterations)`. It
+    works eagerly and inside a `tf.function`, and it is idempotent at one step.
 
     Returns:
-      A boolean tensor: whether any mask changed.
+      A boolean tensor: whether any mask or penalty weight changed.
     """
     step = tf.cast(tf.convert_to_tensor(step), tf.int64)
     updated = [_update_group(layers, step) for layers in pruning_groups(model)]
+    updated += [_update_penalty(layer, step) for layer in penalized_layers(model)]
     if not updated:
         return tf.constant(False)
     return tf.reduce_any(tf.stack(updated))
@@ -78,10 +102,10 @@ class MaskUpdater:
 
     def __init__(self, model):
         self.model = model
-        self.has_pruned_layers = bool(pruning_groups(model))
+        self.has_stateful_layers = bool(pruning_groups(model) or penalized_layers(model))
         self._update = tf.function(lambda step: update_masks(model, step))
 
     def __call__(self, step):
-        if not self.has_pruned_layers:
+        if not self.has_stateful_layers:
             return False
         return bool(self._update(tf.cast(step, tf.int64)))

@@ -10,7 +10,7 @@ from state_of_sparsity.layers.pruning import ConstantSparsity
 from state_of_sparsity.layers.pruning import MagnitudePruning
 from state_of_sparsity.layers.pruning import PolynomialDecay
 from state_of_sparsity.layers.pruning import RandomPruning
-from state_of_sparsity.layers.pruning import update_masks
+from state_of_sparsity.layers import update_masks
 
 
 def two_layer_model(technique_a, technique_b=None, seed=0):

@@ -1,4 +1,4 @@
-"""`PruningCallback`: drives mask updates in `model.fit` and logs sparsity."""
+"""`PruningCallback`: drives mask and penalty-weight updates in `model.fit` and logs sparsity."""
 
 import importlib.util
 
@@ -6,11 +6,15 @@ import keras
 import tensorflow as tf
 
 from state_of_sparsity import report
-from state_of_sparsity.layers.pruning import updater
+from state_of_sparsity.layers import updater
 
 
 class PruningCallback(keras.callbacks.Callback):
-    """Updates the masks of pruned layers after each optimizer step of `model.fit`.
+    """Advances the sparse layers after each optimizer step of `model.fit`.
+
+    Pruned layers update their masks on schedule; variational dropout and L0
+    layers update their penalty weight (without it their penalty schedule
+    does not advance).
 
     The step is the optimizer's iteration count, which is saved with the
     optimizer, so a run resumed from a checkpoint (e.g. with
@@ -49,9 +53,9 @@ class PruningCallback(keras.callbacks.Callback):
                 "before `model.fit(...)`."
             )
         self._updater = updater.MaskUpdater(self.model)
-        if not self._updater.has_pruned_layers:
+        if not self._updater.has_stateful_layers:
             raise ValueError(
-                f"PruningCallback found no pruned layer in model '{self.model.name}'. "
+                f"PruningCallback found no sparse layer in model '{self.model.name}'. "
                 "Convert the model with `sparsify(model, 'magnitude_pruning', ...)` "
                 "or build it from Sparse* layers."
             )

@@ -1,0 +1,69 @@
+"""Shared base of the techniques that learn sparsity through a scheduled penalty (VD, L0)."""
+
+import keras
+from keras import ops
+
+from state_of_sparsity.layers import penalty_schedules
+from state_of_sparsity.layers import technique as technique_lib
+
+
+class PenalizedTechnique(technique_lib.Technique):
+    """A technique with a trainable per-weight parameter and a scheduled penalty.
+
+    In training the layer samples (`training_forward`) and adds
+    `penalty_weight * penalty` as a layer loss; at evaluation it applies the
+    deterministic sparse weight. `penalty_weight` (the original's
+    `dkl_weight`) and `penalty_step` are non-trainable variables advanced once
+    per optimizer step by `update_masks` / `PruningCallback`, so a resumed run
+    continues the schedule exactly.
+
+    Parameters of the technique and the penalty stay in float32 under mixed
+    precision (their variables are not autocast).
+    """
+
+    def __init__(self, schedule):
+        self.schedule = penalty_schedules.get(schedule, type(self).__name__)
+
+    def build(self, layer, weight):
+        layer.penalty_weight = layer.add_weight(
+            name="penalty_weight", shape=(), initializer="zeros", trainable=False,
+            autocast=False,
+        )
+        layer.penalty_step = layer.add_weight(
+            name="penalty_step",
+            shape=(),
+            initializer=lambda shape, dtype: ops.full(shape, -1, dtype=dtype),
+            dtype="int64",
+            trainable=False,
+        )
+        layer.sparsity_seed_generator = keras.random.SeedGenerator()
+
+    def apply(self, layer, op, inputs, weight, training):
+        if not training:
+            return op(inputs, self.effective_weight(layer, weight, training=False))
+        layer.add_loss(layer.penalty_weight * self.penalty(layer, weight))
+        return self.training_forward(layer, op, inputs, weight)
+
+    def penalty(self, layer, weight):
+        """The unweighted penalty summed over the layer's weights, in float32."""
+        raise NotImplementedError(f"{self.__class__.__name__} must implement `penalty`.")
+
+    def training_forward(self, layer, op, inputs, weight):
+        """The stochastic training-time output of the layer's op."""
+        raise NotImplementedError(
+            f"{self.__class__.__name__} must implement `training_forward`."
+        )
+
+    def get_config(self):
+        return {"schedule": keras.saving.serialize_keras_object(self.schedule)}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["schedule"] = keras.saving.deserialize_keras_object(config["schedule"])
+        return cls(**config)
+
+
+def float32(weight):
+    """The weight as float32 (it is autocast to the compute dtype inside `call`)."""
+    return ops.cast(weight, "float32")
