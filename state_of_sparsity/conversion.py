@@ -35,10 +35,12 @@ def sparsify(
 
     Args:
       model: a built or unbuilt `keras.Sequential` or functional `keras.Model`.
-      technique: "magnitude_pruning" or "random_pruning" (see
-        `technique_names()`), or a `Technique` instance used for every layer.
-      schedule: `PruningSchedule` for a technique given by name; default
-        `ConstantSparsity(0.5)`.
+      technique: "magnitude_pruning", "random_pruning", "variational_dropout"
+        or "l0_regularization" (see `technique_names()`), or a `Technique`
+        instance used for every layer.
+      schedule: for a technique given by name, its schedule: a
+        `PruningSchedule` for pruning (default `ConstantSparsity(0.5)`), a
+        `PenaltySchedule` for variational dropout and L0 (required).
       sparsity_map: `{regex: target_sparsity}`; a layer whose name matches a
         regex (`re.search`, first match wins) is pruned on its own with the
         schedule rescaled to that target (the original's
@@ -47,7 +49,8 @@ def sparsify(
       prune_first_layer: if False, keep the first supported layer dense.
       prune_last_layer: if False, keep the last supported layer dense.
       **options: technique arguments, e.g. `granularity="global"` for
-        magnitude pruning or `seed=1` for random pruning.
+        magnitude pruning, `seed=1` for random pruning, `threshold=0.5` for
+        variational dropout.
 
     Returns:
       A new, uncompiled `keras.Model`.

@@ -174,28 +174,51 @@ def test_tf1_checkpoint_given_as_index_file_or_directory_uses_latest(tmp_path):
         assert cs.checkpoint_nonzeros(path, "magnitude_pruning") == (kept, total)
 
 
-@pytest.fixture(scope="module")
-def pruned_model_files(tmp_path_factory):
-    """A small sparsified model trained with pruning, saved in each of our formats."""
-    directory = tmp_path_factory.mktemp("pruned")
+OWN_SCHEDULES = {
+    "magnitude_pruning": sos.PolynomialDecay(0.8, 0, 4, 1),
+    "random_pruning": sos.PolynomialDecay(0.8, 0, 4, 1),
+    "variational_dropout": sos.LinearPenalty(0.05, 0, 4),
+    "l0_regularization": sos.LinearPenalty(0.05, 0, 4),
+}
+
+
+def _kept_by_numpy(model, technique):
+    """(kept, total) over the model's sparse layers, counted here from the raw variables."""
+    kept = total = 0
+    for layer in model.layers:
+        variables = {v.name: v.numpy().astype(np.float64) for v in layer.weights}
+        if "pruning" in technique and "mask" in variables:
+            kept += int((variables["mask"] != 0).sum())
+        elif technique == "variational_dropout" and "log_sigma2" in variables:
+            theta = variables.get("kernel", variables.get("embeddings"))
+            kept += int((variables["log_sigma2"] - np.log(theta**2 + 1e-8) < 3.0).sum())
+        elif technique == "l0_regularization" and "log_alpha" in variables:
+            kept += int((1 / (1 + np.exp(-variables["log_alpha"])) * 1.2 - 0.1 > 0).sum())
+        else:
+            continue
+        total += layer.sparse_weight.numpy().size
+    return kept, total
+
+
+@pytest.fixture(scope="module", params=TECHNIQUES)
+def trained_model_files(request, tmp_path_factory):
+    """A small model sparsified with one technique, trained, saved in each of our formats."""
+    technique = request.param
+    directory = tmp_path_factory.mktemp(technique)
     keras.utils.set_random_seed(0)
     inputs = keras.Input((3,), dtype="int32")
     x = keras.layers.Embedding(10, 4)(inputs)
     x = keras.layers.Flatten()(x)
     x = keras.layers.Dense(6, activation="relu")(x)
     outputs = keras.layers.Dense(2)(x)
-    model = sos.sparsify(
-        keras.Model(inputs, outputs),
-        "magnitude_pruning",
-        sos.PolynomialDecay(0.8, 0, 4, 1),
-    )
-    model.compile("adam", "mse")
+    model = sos.sparsify(keras.Model(inputs, outputs), technique, OWN_SCHEDULES[technique])
+    model.compile(keras.optimizers.Adam(0.05), "mse")
     rng = np.random.default_rng(0)
     model.fit(
         rng.integers(0, 10, (16, 3)),
         rng.normal(size=(16, 2)),
         batch_size=4,
-        epochs=1,
+        epochs=3,
         verbose=0,
         callbacks=[sos.PruningCallback()],
     )
@@ -211,62 +234,23 @@ def pruned_model_files(tmp_path_factory):
     }
     model.save(files["keras"])
     model.save_weights(files["weights_h5"])
-    return model, files
+    return technique, model, files
 
 
 @pytest.mark.parametrize(
     "file_format", ["tf2_prefix", "tf2_directory", "keras", "weights_h5"]
 )
-def test_own_checkpoints_match_sparsity_report(pruned_model_files, file_format):
-    model, files = pruned_model_files
-    masks = [v.numpy() for v in model.non_trainable_variables if v.name == "mask"]
-    kept = sum(int((m != 0).sum()) for m in masks)
-    total = sum(m.size for m in masks)
+def test_own_checkpoints_match_sparsity_report(trained_model_files, file_format):
+    technique, model, files = trained_model_files
+    kept, total = _kept_by_numpy(model, technique)
 
-    assert len(masks) == 3
-    assert cs.checkpoint_nonzeros(files[file_format], "magnitude_pruning") == (
-        kept,
-        total,
-    )
-    sparsity = cs.checkpoint_sparsity(files[file_format], "magnitude_pruning")
+    assert total == 10 * 4 + 12 * 6 + 6 * 2
+    assert cs.checkpoint_nonzeros(files[file_format], technique) == (kept, total)
+    sparsity = cs.checkpoint_sparsity(files[file_format], technique)
     assert sparsity == pytest.approx(sos.sparsity_report(model)["global"])
     assert sparsity == pytest.approx(1 - kept / total)
-    assert sparsity == pytest.approx(0.8, abs=0.05)
-
-
-class _LogSigma2Dense(keras.layers.Dense):
-    """Dense with a trainable `log_sigma2`, laid out as a variational dropout layer."""
-
-    def build(self, input_shape):
-        super().build(input_shape)
-        self.log_sigma2 = self.add_weight(
-            name="log_sigma2",
-            shape=self.kernel.shape,
-            initializer=keras.initializers.RandomUniform(-6.0, 2.0, seed=1),
-        )
-
-
-def test_tf2_checkpoint_pairs_trainable_log_sigma2_with_its_kernel(tmp_path):
-    # With the optimizer saved, kernel and log_sigma2 are stored under numbered
-    # optimizer keys; the layer path must come from the object graph.
-    keras.utils.set_random_seed(1)
-    model = keras.Sequential(
-        [keras.Input((5,)), _LogSigma2Dense(4), _LogSigma2Dense(3)]
-    )
-    optimizer = keras.optimizers.Adam()
-    optimizer.build(model.trainable_variables)
-    prefix = tf.train.Checkpoint(model=model, optimizer=optimizer).write(
-        str(tmp_path / "ckpt")
-    )
-    kept = total = 0
-    for layer in model.layers:
-        log_alpha = layer.log_sigma2.numpy() - np.log(
-            layer.kernel.numpy().astype(np.float64) ** 2 + 1e-8
-        )
-        kept += int((log_alpha < 3.0).sum())
-        total += log_alpha.size
-
-    assert cs.checkpoint_nonzeros(prefix, "variational_dropout") == (kept, total)
+    if "pruning" in technique:
+        assert sparsity == pytest.approx(0.8, abs=0.05)
 
 
 def _write_weights_h5(path, technique, seed=0):
@@ -462,8 +446,9 @@ def _start_cli(*argv):
     )
 
 
-def test_command_line_end_to_end(pruned_model_files):
-    model, files = pruned_model_files
+@pytest.mark.parametrize("trained_model_files", ["magnitude_pruning"], indirect=True)
+def test_command_line_end_to_end(trained_model_files):
+    _, model, files = trained_model_files
     # Both runs start at once: each spends seconds importing TensorFlow.
     success = _start_cli(f"--checkpoint={files['keras']}")
     failure = _start_cli(

@@ -150,3 +150,33 @@ def test_report_on_a_dense_model_says_how_to_convert():
 
 def test_technique_names_lists_the_registered_techniques():
     assert {"magnitude_pruning", "random_pruning"} <= set(sos.technique_names())
+
+
+@pytest.mark.parametrize(
+    "technique, schedule",
+    [("variational_dropout", sos.ConstantPenalty(1e-3)), ("l0_regularization", sos.ConstantPenalty(1e-3))],
+)
+def test_vd_and_l0_sparsify_and_strip_bake_in_the_evaluation_weights(technique, schedule):
+    model = sos.sparsify(cnn(), technique, schedule, prune_first_layer=False)
+    assert sparse_names(model) == ["depthwise", "fc", "logits"]
+    for name in ("depthwise", "fc", "logits"):  # push about half of the weights past the cut
+        layer = model.get_layer(name)
+        state = layer.log_sigma2 if technique == "variational_dropout" else layer.log_alpha
+        values = np.random.default_rng(0).uniform(-6, 6, state.shape).astype(np.float32)
+        state.assign(values if technique == "variational_dropout" else -values)
+    stripped = sos.strip(model)
+    np.testing.assert_allclose(stripped.predict(X_IMG, verbose=0), model.predict(X_IMG, verbose=0), rtol=1e-5, atol=1e-6)
+    zeros = sum(int(np.sum(stripped.get_layer(n).weights[0].numpy() == 0)) for n in ("depthwise", "fc", "logits"))
+    sizes = sum(stripped.get_layer(n).weights[0].numpy().size for n in ("depthwise", "fc", "logits"))
+    assert sos.sparsity_report(model)["global"] == pytest.approx(zeros / sizes)
+    assert 0.2 < zeros / sizes < 0.8
+
+
+def test_vd_without_a_penalty_schedule_is_rejected_with_an_example():
+    with pytest.raises(ValueError, match="VariationalDropout needs a penalty-weight schedule.*LinearPenalty"):
+        sos.sparsify(cnn(), "variational_dropout")
+
+
+def test_sparsity_map_is_rejected_for_vd():
+    with pytest.raises(ValueError, match="`sparsity_map` applies to.*Received: technique='l0_regularization'"):
+        sos.sparsify(cnn(), "l0_regularization", sos.ConstantPenalty(1e-3), sparsity_map={"fc": 0.5})

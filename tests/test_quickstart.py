@@ -65,6 +65,8 @@ def test_run_trains_every_default_technique(smoke_run):
         "dense",
         "magnitude_pruning",
         "random_pruning",
+        "variational_dropout",
+        "l0_regularization",
     ]
     for row in rows:
         assert 0.0 <= row["test_accuracy"] <= 1.0
@@ -74,9 +76,12 @@ def test_run_trains_every_default_technique(smoke_run):
 def test_run_reaches_target_sparsity_and_strip_keeps_accuracy(smoke_run):
     _, rows = smoke_run
 
-    dense, *pruned = rows
+    dense, *pruned, vd, l0 = rows
     assert dense["sparsity"] == 0.0 and dense["target_sparsity"] == 0.0
     assert dense["kernel_sparsity"] == 0.0
+    for row in (vd, l0):  # learned sparsity: no target, one tiny epoch prunes little
+        assert row["target_sparsity"] is None
+        assert 0.0 <= row["sparsity"] < 0.5
     for row in pruned:
         assert row["target_sparsity"] == SPARSITY
         assert abs(row["sparsity"] - SPARSITY) < 0.005

@@ -29,13 +29,7 @@ class PenalizedTechnique(technique_lib.Technique):
             name="penalty_weight", shape=(), initializer="zeros", trainable=False,
             autocast=False,
         )
-        layer.penalty_step = layer.add_weight(
-            name="penalty_step",
-            shape=(),
-            initializer=lambda shape, dtype: ops.full(shape, -1, dtype=dtype),
-            dtype="int64",
-            trainable=False,
-        )
+        layer.penalty_step = technique_lib.add_step_variable(layer, "penalty_step")
         layer.sparsity_seed_generator = keras.random.SeedGenerator()
 
     def apply(self, layer, op, inputs, weight, training):

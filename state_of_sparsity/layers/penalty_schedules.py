@@ -1,11 +1,10 @@
 """Schedules of the weight that multiplies the variational dropout KL or the L0 penalty."""
 
-import numbers
-
 import keras
 from keras import ops
 
 from state_of_sparsity.layers import serializable
+from state_of_sparsity.layers import validation
 
 _PACKAGE = "state_of_sparsity"
 
@@ -35,7 +34,7 @@ class ConstantPenalty(PenaltySchedule):
     """
 
     def __init__(self, weight):
-        _check_weight(weight)
+        validation.check_number("weight", weight, minimum=0.0)
         self.weight = float(weight)
 
     def next_weight(self, step, previous_weight):
@@ -64,7 +63,7 @@ class LinearPenalty(PenaltySchedule):
     """
 
     def __init__(self, weight, begin_step, end_step):
-        _check_weight(weight)
+        validation.check_number("weight", weight, minimum=0.0)
         _check_steps(begin_step, end_step)
         self.weight = float(weight)
         self.begin_step = int(begin_step)
@@ -101,10 +100,9 @@ class CubicEMAPenalty(PenaltySchedule):
     """
 
     def __init__(self, weight, begin_step, end_step, decay=0.9):
-        _check_weight(weight)
+        validation.check_number("weight", weight, minimum=0.0)
         _check_steps(begin_step, end_step)
-        if isinstance(decay, bool) or not isinstance(decay, numbers.Real) or not 0 <= decay < 1:
-            raise ValueError(f"`decay` must be a number in [0, 1). Received: decay={decay!r}")
+        validation.check_unit_interval("decay", decay)
         self.weight = float(weight)
         self.begin_step = int(begin_step)
         self.end_step = int(end_step)
@@ -139,17 +137,10 @@ def get(identifier, technique_name):
     )
 
 
-def _check_weight(weight):
-    if isinstance(weight, bool) or not isinstance(weight, numbers.Real) or not weight >= 0:
-        raise ValueError(
-            f"`weight` must be a non-negative number. Received: weight={weight!r}"
-        )
-
 
 def _check_steps(begin_step, end_step):
-    for name, value in (("begin_step", begin_step), ("end_step", end_step)):
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
-            raise ValueError(f"`{name}` must be an integer >= 0. Received: {name}={value!r}")
+    validation.check_int("begin_step", begin_step, minimum=0)
+    validation.check_int("end_step", end_step, minimum=0)
     if end_step <= begin_step:
         raise ValueError(
             "`end_step` must be greater than `begin_step`. "

@@ -1,6 +1,7 @@
 """The technique interface: the state and rule that turn one dense weight into a sparse one."""
 
 import keras
+from keras import ops
 
 from state_of_sparsity.layers import serializable
 
@@ -54,6 +55,17 @@ class Technique(serializable.Serializable):
     def nonzeros(self, layer):
         """Number of weights kept at evaluation, by the shared rules of `sparsity_rules`."""
         raise NotImplementedError(f"{self.__class__.__name__} must implement `nonzeros`.")
+
+
+def add_step_variable(layer, name):
+    """Adds a non-trainable int64 step counter to `layer`, -1 until the first update."""
+    return layer.add_weight(
+        name=name,
+        shape=(),
+        initializer=lambda shape, dtype: ops.full(shape, -1, dtype=dtype),
+        dtype="int64",
+        trainable=False,
+    )
 
 
 def names():

@@ -1,13 +1,12 @@
 """L0 regularisation with hard-concrete gates (Louizos et al. 2018) as a sparse-layer technique."""
 
-import numbers
-
 import keras
 from keras import ops
 
 from state_of_sparsity import sparsity_rules
 from state_of_sparsity.layers import penalized
 from state_of_sparsity.layers import technique as technique_lib
+from state_of_sparsity.layers import validation
 from state_of_sparsity.layers.l0_regularization import l0_math
 
 
@@ -36,8 +35,8 @@ class L0Regularization(penalized.PenalizedTechnique):
                  zeta=l0_math.ZETA, log_alpha_mean=2.197, log_alpha_stddev=0.01):
         super().__init__(schedule)
         for name, value in (("beta", beta), ("log_alpha_stddev", log_alpha_stddev)):
-            _check_number(name, value, positive=True)
-        _check_number("log_alpha_mean", log_alpha_mean)
+            validation.check_number(name, value, positive=True)
+        validation.check_number("log_alpha_mean", log_alpha_mean)
         if not gamma < 0 < 1 < zeta:
             raise ValueError(
                 "The stretch interval needs gamma < 0 and zeta > 1. "
@@ -96,8 +95,3 @@ class L0Regularization(penalized.PenalizedTechnique):
             "log_alpha_stddev": self.log_alpha_stddev,
         }
 
-
-def _check_number(name, value, positive=False):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or (positive and not value > 0):
-        kind = "a positive number" if positive else "a number"
-        raise ValueError(f"`{name}` must be {kind}. Received: {name}={value!r}")

@@ -1,11 +1,10 @@
 """Pruning schedules: target sparsity as a function of the training step, and when to update masks."""
 
-import numbers
-
 import keras
 from keras import ops
 
 from state_of_sparsity.layers import serializable
+from state_of_sparsity.layers import validation
 
 _PACKAGE = "state_of_sparsity"
 
@@ -26,9 +25,9 @@ class PruningSchedule(serializable.Serializable):
     """
 
     def __init__(self, begin_step, end_step, frequency):
-        _check_int("begin_step", begin_step, minimum=0)
-        _check_int("end_step", end_step, minimum=-1)
-        _check_int("frequency", frequency, minimum=1)
+        validation.check_int("begin_step", begin_step, minimum=0)
+        validation.check_int("end_step", end_step, minimum=-1)
+        validation.check_int("frequency", frequency, minimum=1)
         if 0 <= end_step < begin_step:
             raise ValueError(
                 "`end_step` must be -1 (never stop) or >= `begin_step`. "
@@ -114,19 +113,16 @@ class PolynomialDecay(PruningSchedule):
         initial_sparsity=0.0,
         exponent=3.0,
     ):
-        _check_sparsity("target_sparsity", target_sparsity)
-        _check_sparsity("initial_sparsity", initial_sparsity)
-        _check_int("end_step", end_step, minimum=0)
+        validation.check_sparsity("target_sparsity", target_sparsity)
+        validation.check_sparsity("initial_sparsity", initial_sparsity)
+        validation.check_int("end_step", end_step, minimum=0)
         super().__init__(begin_step, end_step, frequency)
         if end_step == begin_step:
             raise ValueError(
                 "`end_step` must be greater than `begin_step` for a ramp. "
                 f"Received: begin_step={begin_step}, end_step={end_step}"
             )
-        if isinstance(exponent, bool) or not isinstance(exponent, numbers.Real) or exponent <= 0:
-            raise ValueError(
-                f"`exponent` must be a positive number. Received: exponent={exponent!r}"
-            )
+        validation.check_number("exponent", exponent, positive=True)
         self.target_sparsity = float(target_sparsity)
         self.initial_sparsity = float(initial_sparsity)
         self.exponent = float(exponent)
@@ -141,7 +137,7 @@ class PolynomialDecay(PruningSchedule):
         ) * ops.power(1.0 - progress, self.exponent)
 
     def with_target(self, target_sparsity):
-        _check_sparsity("target_sparsity", target_sparsity)
+        validation.check_sparsity("target_sparsity", target_sparsity)
         initial = self.initial_sparsity
         if self.target_sparsity > 0:
             initial = self.initial_sparsity * target_sparsity / self.target_sparsity
@@ -172,7 +168,7 @@ class ConstantSparsity(PruningSchedule):
     """
 
     def __init__(self, target_sparsity, begin_step=0, end_step=-1, frequency=100):
-        _check_sparsity("target_sparsity", target_sparsity)
+        validation.check_sparsity("target_sparsity", target_sparsity)
         super().__init__(begin_step, end_step, frequency)
         self.target_sparsity = float(target_sparsity)
 
@@ -202,16 +198,3 @@ def get(identifier):
         f"serialized dict, or None. Received: schedule={identifier!r}"
     )
 
-
-def _check_sparsity(name, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= value < 1.0:
-        raise ValueError(
-            f"`{name}` must be a fraction of zeros in [0, 1). Received: {name}={value!r}"
-        )
-
-
-def _check_int(name, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(
-            f"`{name}` must be an integer >= {minimum}. Received: {name}={value!r}"
-        )

@@ -8,6 +8,7 @@ from keras import ops
 
 from state_of_sparsity import sparsity_rules
 from state_of_sparsity.layers import technique as technique_lib
+from state_of_sparsity.layers import validation
 from state_of_sparsity.layers.pruning import mask_math
 from state_of_sparsity.layers.pruning import schedules
 
@@ -38,12 +39,8 @@ class Pruning(technique_lib.Technique):
         layer.threshold = layer.add_weight(
             name="threshold", shape=(), initializer="zeros", trainable=False
         )
-        layer.last_mask_update_step = layer.add_weight(
-            name="last_mask_update_step",
-            shape=(),
-            initializer=lambda shape, dtype: ops.full(shape, -1, dtype=dtype),
-            dtype="int64",
-            trainable=False,
+        layer.last_mask_update_step = technique_lib.add_step_variable(
+            layer, "last_mask_update_step"
         )
 
     def effective_weight(self, layer, weight, training):
@@ -121,10 +118,9 @@ class RandomPruning(Pruning):
 
     def __init__(self, schedule=None, seed=0):
         super().__init__(schedule)
-        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**31:
-            raise ValueError(
-                f"`seed` must be an integer in [0, 2**31). Received: seed={seed!r}"
-            )
+        validation.check_int("seed", seed, minimum=0)
+        if seed >= 2**31:
+            raise ValueError(f"`seed` must be below 2**31. Received: seed={seed!r}")
         self.seed = seed
 
     def new_masks(self, layers, sparsity, step):

@@ -1,13 +1,12 @@
 """Variational dropout (Molchanov et al. 2017) as a technique for any sparse layer."""
 
-import numbers
-
 import keras
 from keras import ops
 
 from state_of_sparsity import sparsity_rules
 from state_of_sparsity.layers import penalized
 from state_of_sparsity.layers import technique as technique_lib
+from state_of_sparsity.layers import validation
 from state_of_sparsity.layers import walk
 from state_of_sparsity.layers.variational_dropout import vd_math
 
@@ -39,10 +38,10 @@ class VariationalDropout(penalized.PenalizedTechnique):
     def __init__(self, schedule=None, threshold=sparsity_rules.DEFAULT_LOG_ALPHA_THRESHOLD,
                  clip_alpha=8.0, log_sigma2_initializer=-10.0):
         super().__init__(schedule)
-        _check_number("threshold", threshold)
+        validation.check_number("threshold", threshold)
         if clip_alpha is not None:
-            _check_number("clip_alpha", clip_alpha, minimum=0.0)
-        _check_number("log_sigma2_initializer", log_sigma2_initializer)
+            validation.check_number("clip_alpha", clip_alpha, minimum=0.0)
+        validation.check_number("log_sigma2_initializer", log_sigma2_initializer)
         self.threshold = float(threshold)
         self.clip_alpha = None if clip_alpha is None else float(clip_alpha)
         self.log_sigma2_initializer = float(log_sigma2_initializer)
@@ -106,7 +105,7 @@ def set_log_alpha_threshold(model, threshold):
     Works on a trained (and compiled) model without rebuilding it: the
     threshold is a variable, so the next `predict`/`evaluate` uses it.
     """
-    _check_number("threshold", threshold)
+    validation.check_number("threshold", threshold)
     layers = [
         layer for layer in walk.sparse_layers(model)
         if isinstance(layer.technique, VariationalDropout)
@@ -119,13 +118,3 @@ def set_log_alpha_threshold(model, threshold):
     for layer in layers:
         layer.log_alpha_threshold.assign(float(threshold))
 
-
-def _check_number(name, value, minimum=None):
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, numbers.Real)
-        or value != value  # NaN
-        or (minimum is not None and value < minimum)
-    ):
-        bound = "" if minimum is None else f" >= {minimum}"
-        raise ValueError(f"`{name}` must be a number{bound}. Received: {name}={value!r}")

@@ -94,7 +94,7 @@ def test_mixed_precision_keeps_log_alpha_and_penalty_in_float32():
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        (dict(beta=0.0), "beta.*positive.*Received: beta=0.0"),
+        (dict(beta=0.0), "beta.*> 0.*Received: beta=0.0"),
         (dict(gamma=0.1), "gamma < 0 and zeta > 1.*Received: gamma=0.1, zeta=1.1"),
         (dict(zeta=0.9), "Received: gamma=-0.1, zeta=0.9"),
     ],
