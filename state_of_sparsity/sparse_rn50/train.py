@@ -1,0 +1,247 @@
+"""Train and evaluate a sparse ResNet: `train_and_evaluate(config)` and the pieces it is made of."""
+
+import json
+import math
+import os
+import time
+
+import keras
+import tensorflow as tf
+from absl import logging
+
+import state_of_sparsity as sos
+from state_of_sparsity.datasets import fashion_mnist
+from state_of_sparsity.sparse_rn50 import input_pipeline
+from state_of_sparsity.sparse_rn50 import learning_rate
+from state_of_sparsity.sparse_rn50 import model as model_lib
+
+CHECKPOINT_NAME = "model.ckpt"
+EVAL_RESULTS_FILE = "eval_results.json"
+# The paper initialises log_sigma2 at -15 for every ResNet-50 layer (sos_spec 6.4).
+RESNET_LOG_SIGMA2_INIT = -15.0
+
+
+def create_strategy(name):
+    """The tf.distribute strategy named by --distribution_strategy."""
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multi_worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def build_model(config):
+    """The dense variant of `config.model`, sparsified by the configured technique."""
+    channels = 1 if config.dataset == "fashion_mnist" else 3
+    size = 28 if config.dataset == "fashion_mnist" else config.image_size
+    model = model_lib.create_model(
+        config.model, config.num_label_classes, (size, size, channels), config.width,
+        config.weight_decay,
+    )
+    if config.technique is None:
+        return model
+    sparsity_map = {}
+    for name, value in ((model_lib.FIRST_LAYER_NAME, config.first_layer_sparsity),
+                        (model_lib.LAST_LAYER_NAME, config.last_layer_sparsity)):
+        if value >= 0:  # both overrides are honoured (the original kept only the last one)
+            sparsity_map[f"^{name}$"] = value
+    if "pruning" in config.technique:
+        schedule = sos.PolynomialDecay(
+            config.end_sparsity, config.sparsity_begin_step, config.sparsity_end_step,
+            config.pruning_frequency,
+        )
+        options = {"sparsity_map": sparsity_map}
+        if config.technique == "random_pruning":
+            options["seed"] = config.seed
+    else:
+        if config.is_warm_up:
+            schedule = sos.LinearPenalty(
+                config.reg_scalar, config.sparsity_begin_step, config.sparsity_end_step
+            )
+        else:
+            schedule = sos.ConstantPenalty(config.reg_scalar)
+        if config.technique == "variational_dropout":
+            options = {"threshold": config.log_alpha_threshold, "clip_alpha": config.clip_log_alpha,
+                       "log_sigma2_initializer": RESNET_LOG_SIGMA2_INIT}
+        else:
+            options = {}
+    return sos.sparsify(
+        model, config.technique, schedule, prune_first_layer=config.prune_first_layer,
+        prune_last_layer=config.prune_last_layer, **options,
+    )
+
+
+def compile_model(model, config):
+    """Nesterov momentum on the warm-up + step schedule, label-smoothed cross-entropy, top-1/5."""
+    peak = config.base_learning_rate * config.train_batch_size / 256
+    model.compile(
+        optimizer=keras.optimizers.SGD(
+            learning_rate.WarmupStepDecay(peak, config.steps_per_epoch),
+            momentum=config.momentum,
+            nesterov=True,
+        ),
+        loss=keras.losses.CategoricalCrossentropy(
+            from_logits=True, label_smoothing=config.label_smoothing
+        ),
+        metrics=[
+            keras.metrics.CategoricalAccuracy(name="top_1_accuracy"),
+            keras.metrics.TopKCategoricalAccuracy(5, name="top_5_accuracy"),
+        ],
+    )
+
+
+def create_dataset(config, split, training):
+    """The batched dataset of `split` with one-hot labels for the smoothed loss."""
+    batch = config.train_batch_size if training else config.eval_batch_size
+    if config.dataset == "fashion_mnist":
+        dataset = input_pipeline.fashion_mnist_dataset(
+            config.data_directory or fashion_mnist.DEFAULT_DATA_DIR, split, batch, training,
+            config.seed,
+        )
+    else:
+        dataset = input_pipeline.imagenet_dataset(
+            config.data_directory, split, batch, training, config.image_size, config.seed
+        )
+    return dataset.map(lambda images, labels: (images, tf.one_hot(labels, config.num_label_classes)))
+
+
+class CheckpointCallback(keras.callbacks.Callback):
+    """Saves `model.ckpt-<step>` (model + optimizer) through a CheckpointManager, stops at `last_step`.
+
+    Keras epochs here are checkpoint intervals; the last one may be cut short
+    so training ends exactly at `last_step`.
+    """
+
+    def __init__(self, manager, last_step):
+        super().__init__()
+        self.manager, self.last_step = manager, last_step
+
+    def on_train_batch_end(self, batch, logs=None):
+        if int(self.model.optimizer.iterations.numpy()) >= self.last_step:
+            self.model.stop_training = True
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.manager.save(checkpoint_number=int(self.model.optimizer.iterations.numpy()))
+
+
+class ProgressLogger(keras.callbacks.Callback):
+    """One log line every `every` steps: step, loss, top-1, learning rate, images/s."""
+
+    def __init__(self, every, batch_size):
+        super().__init__()
+        self.every, self.batch_size = every, batch_size
+        self._start = None
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self._start is None:
+            self._start, self._start_step = time.perf_counter(), self._step()
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = self._step()
+        if step % self.every == 0:
+            elapsed = time.perf_counter() - self._start
+            images_per_second = (step - self._start_step) * self.batch_size / max(elapsed, 1e-9)
+            logs = logs or {}
+            logging.info(
+                "step %d: loss %.4f, top-1 %.4f, lr %.5f, %.1f images/s", step,
+                float(logs.get("loss", float("nan"))), float(logs.get("top_1_accuracy", float("nan"))),
+                float(self.model.optimizer.learning_rate), images_per_second,
+            )
+            self._start, self._start_step = time.perf_counter(), step
+
+    def _step(self):
+        return int(self.model.optimizer.iterations.numpy())
+
+
+def train(config, model):
+    """Trains until `config.train_steps`, resuming from the latest checkpoint in `output_dir`."""
+    checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
+    manager = tf.train.CheckpointManager(
+        checkpoint, config.output_dir, max_to_keep=None, checkpoint_name=CHECKPOINT_NAME
+    )
+    if manager.latest_checkpoint:
+        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        logging.info("Resumed from %s.", manager.latest_checkpoint)
+    step = int(model.optimizer.iterations.numpy())
+    steps_per_loop = min(config.steps_per_checkpoint, config.train_steps)
+    epochs = math.ceil(config.train_steps / steps_per_loop)
+    if step >= config.train_steps:
+        logging.info("Already trained for %d steps.", step)
+        return {}
+    log_dir = os.path.join(config.output_dir, "train")
+    callbacks = [
+        keras.callbacks.TensorBoard(log_dir, update_freq=config.steps_per_log, write_graph=False),
+        ProgressLogger(config.steps_per_log, config.train_batch_size),
+        CheckpointCallback(manager, config.train_steps),
+    ]
+    if config.technique is not None:
+        callbacks.insert(0, sos.PruningCallback(log_dir=log_dir))
+    history = model.fit(
+        create_dataset(config, "train", training=True),
+        epochs=epochs,
+        initial_epoch=step // steps_per_loop,
+        steps_per_epoch=steps_per_loop,
+        callbacks=callbacks,
+        shuffle=False,  # the dataset shuffles itself
+        verbose=0,
+    )
+    return {name: values[-1] for name, values in history.history.items()}
+
+
+def evaluate(config, model, checkpoint_path=None):
+    """Top-1, top-5 and global sparsity on the eval split; written to eval_results.json."""
+    if checkpoint_path:
+        tf.train.Checkpoint(model=model).restore(checkpoint_path).expect_partial()
+    dataset = create_dataset(config, "validation", training=False)
+    steps = math.ceil(config.num_eval_images / config.eval_batch_size)
+    results = model.evaluate(dataset.take(steps), verbose=0, return_dict=True)
+    metrics = {
+        "top_1_accuracy": float(results["top_1_accuracy"]),
+        "top_5_accuracy": float(results["top_5_accuracy"]),
+        "loss": float(results["loss"]),
+        "global_sparsity": sos.sparsity_report(model)["global"] if config.technique else 0.0,
+        "step": int(model.optimizer.iterations.numpy()) if model.optimizer else None,
+        "checkpoint": checkpoint_path,
+    }
+    path = os.path.join(config.output_dir, EVAL_RESULTS_FILE)
+    tmp_path = path + ".tmp"
+    with open(tmp_path, "w") as f:
+        json.dump(metrics, f, indent=2)
+    os.replace(tmp_path, path)
+    logging.info("Eval: %s", metrics)
+    return metrics
+
+
+def checkpoint_to_evaluate(config):
+    """`model.ckpt-<checkpoint_step>` for eval_once, else the latest checkpoint."""
+    if config.mode == "eval_once" and config.checkpoint_step >= 0:
+        path = os.path.join(config.output_dir, f"{CHECKPOINT_NAME}-{config.checkpoint_step}")
+        if not tf.io.gfile.exists(path + ".index"):
+            raise ValueError(
+                f"No checkpoint {path!r} for --checkpoint_step={config.checkpoint_step}. "
+                f"Available: {tf.train.get_checkpoint_state(config.output_dir)}"
+            )
+        return path
+    latest = tf.train.latest_checkpoint(config.output_dir)
+    if latest is None:
+        raise ValueError(
+            f"No checkpoint to evaluate in --output_dir={config.output_dir!r}: train first."
+        )
+    return latest
+
+
+def train_and_evaluate(config):
+    """Runs `config.mode`; returns the final training and/or evaluation metrics."""
+    keras.utils.set_random_seed(config.seed)
+    keras.mixed_precision.set_global_policy(config.precision)
+    os.makedirs(config.output_dir, exist_ok=True)
+    with create_strategy(config.distribution_strategy).scope():
+        model = build_model(config)
+        compile_model(model, config)
+    metrics = {}
+    if config.mode in ("train", "train_and_eval"):
+        metrics["train"] = train(config, model)
+    if config.mode in ("eval", "eval_once", "train_and_eval"):
+        path = None if config.mode == "train_and_eval" else checkpoint_to_evaluate(config)
+        metrics["eval"] = evaluate(config, model, path)
+    return metrics

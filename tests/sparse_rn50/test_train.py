@@ -1,0 +1,143 @@
+"""End-to-end smoke runs of the sparse ResNet trainer on tiny data for every pruning method."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from state_of_sparsity.sparse_rn50 import config as config_lib
+from state_of_sparsity.sparse_rn50 import learning_rate
+from state_of_sparsity.sparse_rn50 import train
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _write_shards(directory):
+    rng = np.random.default_rng(0)
+    for name, count in (("train-00000-of-00001", 8), ("validation-00000-of-00001", 4)):
+        with tf.io.TFRecordWriter(os.path.join(directory, name)) as writer:
+            for index in range(count):
+                jpeg = tf.io.encode_jpeg(rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)).numpy()
+                feature = {
+                    "image/encoded": tf.train.Feature(bytes_list=tf.train.BytesList(value=[jpeg])),
+                    "image/class/label": tf.train.Feature(int64_list=tf.train.Int64List(value=[index % 4 + 1])),
+                }
+                writer.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("imagenet")
+    _write_shards(str(directory))
+    return str(directory)
+
+
+def tiny_config(data_dir, output_dir, **overrides):
+    values = dict(
+        model="tiny", data_directory=data_dir, output_dir=output_dir, image_size=32,
+        num_label_classes=4, train_batch_size=4, eval_batch_size=2, num_train_images=8,
+        num_eval_images=4, train_steps=3, steps_per_checkpoint=2, steps_per_log=1,
+        sparsity_begin_step=0, sparsity_end_step=2, pruning_frequency=1, end_sparsity=0.5,
+        reg_scalar=1e-3, mode="train_and_eval",
+    )
+    values.update(overrides)
+    return config_lib.Config(**values)
+
+
+@pytest.mark.parametrize("method", config_lib.PRUNING_METHODS)
+def test_smoke_run_trains_checkpoints_summarises_and_evaluates(method, data_dir, tmp_path):
+    config = tiny_config(data_dir, str(tmp_path), pruning_method=method)
+    metrics = train.train_and_evaluate(config)
+    assert np.isfinite(metrics["train"]["loss"])
+    with open(tmp_path / "eval_results.json") as f:
+        results = json.load(f)
+    assert set(results) >= {"top_1_accuracy", "top_5_accuracy", "global_sparsity"}
+    assert 0 <= results["top_1_accuracy"] <= 1 and results["step"] == 3
+    assert tf.train.latest_checkpoint(str(tmp_path)).endswith("model.ckpt-3")
+    assert os.path.exists(tmp_path / "model.ckpt-2.index")
+    assert any("tfevents" in name for _, _, files in os.walk(tmp_path / "train") for name in files)
+    if method in ("threshold", "random"):
+        assert results["global_sparsity"] == pytest.approx(0.5, abs=0.01)
+
+
+def test_resume_continues_the_step_count(data_dir, tmp_path):
+    train.train_and_evaluate(tiny_config(data_dir, str(tmp_path), mode="train", pruning_method="threshold"))
+    metrics = train.train_and_evaluate(
+        tiny_config(data_dir, str(tmp_path), mode="train_and_eval", pruning_method="threshold", train_steps=5))
+    assert metrics["eval"]["step"] == 5
+    assert tf.train.latest_checkpoint(str(tmp_path)).endswith("model.ckpt-5")
+
+
+def test_eval_once_restores_the_requested_checkpoint(data_dir, tmp_path):
+    train.train_and_evaluate(tiny_config(data_dir, str(tmp_path), mode="train", pruning_method="threshold"))
+    metrics = train.train_and_evaluate(
+        tiny_config(data_dir, str(tmp_path), mode="eval_once", checkpoint_step=2, pruning_method="threshold"))
+    assert metrics["eval"]["checkpoint"].endswith("model.ckpt-2")
+    with pytest.raises(ValueError, match=r"No checkpoint .*model.ckpt-7.*--checkpoint_step=7"):
+        train.train_and_evaluate(tiny_config(data_dir, str(tmp_path), mode="eval_once", checkpoint_step=7))
+
+
+def test_first_and_last_layer_overrides_are_both_honoured(data_dir, tmp_path):
+    config = tiny_config(data_dir, str(tmp_path), pruning_method="threshold",
+                         first_layer_sparsity=0.2, last_layer_sparsity=0.7)
+    model = train.build_model(config)
+    assert model.get_layer("initial_conv").technique.schedule.target_sparsity == 0.2
+    assert model.get_layer("final_dense").technique.schedule.target_sparsity == 0.7
+    dense_stem = train.build_model(tiny_config(data_dir, str(tmp_path), pruning_method="threshold",
+                                               prune_first_layer=False))
+    assert type(dense_stem.get_layer("initial_conv")).__name__ == "Conv2D"
+
+
+def test_learning_rate_warms_up_then_steps_down():
+    schedule = learning_rate.WarmupStepDecay(0.4, steps_per_epoch=10)
+    values = [float(schedule(step)) for step in (0, 25, 50, 299, 300, 600, 800, 1000)]
+    np.testing.assert_allclose(values, [0.0, 0.2, 0.4, 0.4, 0.04, 0.004, 0.0004, 0.0004], rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (dict(end_sparsity=1.0), r"--end_sparsity must be a fraction of zeros in \[0, 1\)"),
+        (dict(sparsity_begin_step=10, sparsity_end_step=5), "--sparsity_begin_step must be >= 0 and below"),
+        (dict(pruning_method="magnitude"), r"--pruning_method must be one of \['baseline'"),
+        (dict(data_directory=""), "--data_directory is required for --dataset=imagenet"),
+    ],
+)
+def test_bad_configs_are_rejected(overrides, message, tmp_path):
+    with pytest.raises(ValueError, match=message):
+        tiny_config("/data", str(tmp_path), **overrides)
+
+
+def test_command_line_rejects_bad_flags_with_non_zero_exit(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "state_of_sparsity.sparse_rn50.imagenet_train_eval",
+         "--pruning_method=threshold", "--end_sparsity=1.5", "--data_directory=/nonexistent",
+         f"--output_dir={tmp_path}"],
+        capture_output=True, text=True, cwd=REPO_ROOT, timeout=120,
+    )
+    assert result.returncode != 0
+    assert "--end_sparsity must be a fraction of zeros in [0, 1). Received: 1.5" in result.stderr
+
+
+def test_evaluate_script_runs_eval_once_on_a_trained_checkpoint(data_dir, tmp_path):
+    config = tiny_config(data_dir, str(tmp_path), mode="train", pruning_method="threshold", train_steps=2)
+    train.train_and_evaluate(config)
+    # The released script evaluates step 128000; point it at ours through its flags' defaults.
+    script = os.path.join(REPO_ROOT, "state_of_sparsity", "sparse_rn50", "evaluate", "evaluate_mp.sh")
+    with open(script) as f:
+        command = f.read().split("python -m ", 1)[1].replace("\\\n", " ")
+    arguments = command.replace('"$1"', str(tmp_path)).replace('"$2"', data_dir).replace(
+        "--checkpoint_step=128000", "--checkpoint_step=2").split()
+    tiny = ["--model=tiny", "--image_size=32", "--num_label_classes=4", "--num_eval_images=4",
+            "--train_batch_size=4", "--num_train_images=8", "--sparsity_begin_step=0",
+            "--sparsity_end_step=2", "--pruning_frequency=1", "--end_sparsity=0.5"]
+    result = subprocess.run([sys.executable, "-m", *arguments, *tiny], capture_output=True, text=True,
+                            cwd=REPO_ROOT, timeout=180)
+    assert result.returncode == 0, result.stderr[-2000:]
+    with open(tmp_path / "eval_results.json") as f:
+        results = json.load(f)
+    assert results["checkpoint"].endswith("model.ckpt-2") and results["global_sparsity"] > 0.4
