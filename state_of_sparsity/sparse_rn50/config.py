@@ -4,10 +4,15 @@ import dataclasses
 
 from state_of_sparsity.sparse_rn50 import model as model_lib
 
-PRUNING_METHODS = ("baseline", "threshold", "random", "variational_dropout", "l0_regularization")
+PRUNING_METHODS = (
+    "baseline", "threshold", "random", "variational_dropout", "l0_regularization", "scratch"
+)
+INIT_METHODS = ("baseline", "sparse")
 # The original's --pruning_method values, mapped to this package's techniques.
+# "scratch" trains masked layers whose masks come from --load_mask_dir and never change.
 TECHNIQUE_FOR_METHOD = {
     "threshold": "magnitude_pruning",
+    "scratch": "magnitude_pruning",
     "random": "random_pruning",
     "variational_dropout": "variational_dropout",
     "l0_regularization": "l0_regularization",
@@ -62,6 +67,9 @@ class Config:
     steps_per_checkpoint: int = 1000
     steps_per_log: int = 100
     checkpoint_step: int = -1
+    load_mask_dir: str = ""
+    initial_value_checkpoint: str = ""
+    init_method: str = "baseline"
     seed: int = 0
     distribution_strategy: str = "one_device"
     precision: str = "float32"
@@ -73,6 +81,18 @@ class Config:
         _check_choice("model", self.model, tuple(model_lib.model_names()))
         _check_choice("distribution_strategy", self.distribution_strategy, STRATEGIES)
         _check_choice("precision", self.precision, PRECISIONS)
+        _check_choice("init_method", self.init_method, INIT_METHODS)
+        if (self.pruning_method == "scratch") != bool(self.load_mask_dir):
+            raise ValueError(
+                "--pruning_method=scratch and --load_mask_dir go together: scratch runs train "
+                "fixed masks loaded from that directory's latest checkpoint. Received: "
+                f"pruning_method={self.pruning_method!r}, load_mask_dir={self.load_mask_dir!r}"
+            )
+        if self.init_method == "sparse" and self.pruning_method != "scratch":
+            raise ValueError(
+                "--init_method=sparse needs the fixed masks of --pruning_method=scratch. "
+                f"Received: pruning_method={self.pruning_method!r}"
+            )
         if not 0.0 <= self.end_sparsity < 1.0:
             raise ValueError(
                 f"--end_sparsity must be a fraction of zeros in [0, 1). Received: {self.end_sparsity}"

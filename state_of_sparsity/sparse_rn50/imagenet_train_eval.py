@@ -23,6 +23,7 @@ _CHOICES = {
     "model": tuple(model_lib.model_names()),
     "distribution_strategy": config_lib.STRATEGIES,
     "precision": config_lib.PRECISIONS,
+    "init_method": config_lib.INIT_METHODS,
 }
 
 

@@ -14,6 +14,7 @@ from state_of_sparsity.datasets import fashion_mnist
 from state_of_sparsity.sparse_rn50 import input_pipeline
 from state_of_sparsity.sparse_rn50 import learning_rate
 from state_of_sparsity.sparse_rn50 import model as model_lib
+from state_of_sparsity.sparse_rn50 import warm_start as warm_start_lib
 
 CHECKPOINT_NAME = "model.ckpt"
 EVAL_RESULTS_FILE = "eval_results.json"
@@ -174,7 +175,7 @@ def train(config, model):
         ProgressLogger(config.steps_per_log, config.train_batch_size),
         CheckpointCallback(manager, config.train_steps),
     ]
-    if config.technique is not None:
+    if config.technique is not None and config.pruning_method != "scratch":
         callbacks.insert(0, sos.PruningCallback(log_dir=log_dir))
     history = model.fit(
         create_dataset(config, "train", training=True),
@@ -212,6 +213,23 @@ def evaluate(config, model, checkpoint_path=None):
     return metrics
 
 
+def warm_start(config, model):
+    """Loads fixed masks (scratch) and/or initial values (lottery ticket) into a fresh model."""
+    factory = lambda: build_model(config)  # noqa: E731 - same architecture as `model`
+    if config.load_mask_dir:
+        values, path = warm_start_lib.load_checkpoint_values(factory, config.load_mask_dir)
+        if not warm_start_lib.copy_values(model, values, lambda name: name == "mask"):
+            raise ValueError(f"Checkpoint {path!r} (--load_mask_dir) holds no mask of this model.")
+        logging.info("Loaded fixed masks from %s.", path)
+        if config.init_method == "sparse":
+            warm_start_lib.sparse_initialize(model, config.seed)
+    if config.initial_value_checkpoint:
+        values, path = warm_start_lib.load_checkpoint_values(factory, config.initial_value_checkpoint)
+        kept = ("mask", "threshold", "last_mask_update_step")
+        warm_start_lib.copy_values(model, values, lambda name: name not in kept)
+        logging.info("Loaded initial values from %s.", path)
+
+
 def checkpoint_to_evaluate(config):
     """`model.ckpt-<checkpoint_step>` for eval_once, else the latest checkpoint."""
     if config.mode == "eval_once" and config.checkpoint_step >= 0:
@@ -240,6 +258,7 @@ def train_and_evaluate(config):
         compile_model(model, config)
     metrics = {}
     if config.mode in ("train", "train_and_eval"):
+        warm_start(config, model)
         metrics["train"] = train(config, model)
     if config.mode in ("eval", "eval_once", "train_and_eval"):
         path = None if config.mode == "train_and_eval" else checkpoint_to_evaluate(config)

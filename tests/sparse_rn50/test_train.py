@@ -48,7 +48,7 @@ def tiny_config(data_dir, output_dir, **overrides):
     return config_lib.Config(**values)
 
 
-@pytest.mark.parametrize("method", config_lib.PRUNING_METHODS)
+@pytest.mark.parametrize("method", [m for m in config_lib.PRUNING_METHODS if m != "scratch"])
 def test_smoke_run_trains_checkpoints_summarises_and_evaluates(method, data_dir, tmp_path):
     config = tiny_config(data_dir, str(tmp_path), pruning_method=method)
     metrics = train.train_and_evaluate(config)
@@ -141,3 +141,41 @@ def test_evaluate_script_runs_eval_once_on_a_trained_checkpoint(data_dir, tmp_pa
     with open(tmp_path / "eval_results.json") as f:
         results = json.load(f)
     assert results["checkpoint"].endswith("model.ckpt-2") and results["global_sparsity"] > 0.4
+
+
+def test_scratch_run_trains_the_loaded_masks_unchanged_with_sparse_init(data_dir, tmp_path):
+    source_dir, scratch_dir = str(tmp_path / "source"), str(tmp_path / "scratch")
+    train.train_and_evaluate(tiny_config(data_dir, source_dir, mode="train", pruning_method="threshold"))
+    source = train.build_model(tiny_config(data_dir, source_dir, pruning_method="threshold"))
+    tf.train.Checkpoint(model=source).restore(tf.train.latest_checkpoint(source_dir)).expect_partial()
+    config = tiny_config(data_dir, scratch_dir, mode="train", pruning_method="scratch",
+                         load_mask_dir=source_dir, init_method="sparse", train_steps=4)
+    train.train_and_evaluate(config)
+    trained = train.build_model(config)
+    tf.train.Checkpoint(model=trained).restore(tf.train.latest_checkpoint(scratch_dir)).expect_partial()
+    for layer in source.layers:
+        if hasattr(layer, "mask"):
+            np.testing.assert_array_equal(trained.get_layer(layer.name).mask.numpy(), layer.mask.numpy())
+            assert 0.3 < layer.mask.numpy().mean() < 0.7
+
+
+def test_sparse_init_matches_the_nnz_scaled_variance(data_dir, tmp_path):
+    from state_of_sparsity.sparse_rn50 import model as model_lib
+    from state_of_sparsity.sparse_rn50 import warm_start
+    import state_of_sparsity as sos
+
+    model = sos.sparsify(model_lib.create_model("resnet20", 10, (32, 32, 3)), "magnitude_pruning",
+                         sos.ConstantSparsity(0.75))
+    sos.update_masks(model, 0)
+    warm_start.sparse_initialize(model, seed=3)
+    conv = model.get_layer("basic_2_block_group3_2_1")  # 3x3x64x64
+    nnz = conv.mask.numpy().sum()
+    assert conv.sparse_weight.numpy().std() == pytest.approx(np.sqrt(2 / (nnz / 64)), rel=0.02)
+    fc = model.get_layer("final_dense")
+    limit = np.sqrt(6 / (fc.mask.numpy().sum() / 10 + fc.mask.numpy().sum() / 64))
+    assert np.abs(fc.sparse_weight.numpy()).max() <= limit
+
+
+def test_scratch_needs_a_mask_directory():
+    with pytest.raises(ValueError, match="--pruning_method=scratch and --load_mask_dir go together"):
+        config_lib.Config(pruning_method="scratch", data_directory="/data")
