@@ -21,7 +21,8 @@ class PruningCallback(keras.callbacks.Callback):
     `keras.callbacks.BackupAndRestore`) continues the schedule exactly. At the
     end of each epoch the global sparsity is added to the logs as `sparsity`
     (so it shows in the progress bar of later epochs and in the History) and,
-    with `log_dir`, written to TensorBoard with every layer's sparsity.
+    with `log_dir`, written to TensorBoard with every layer's sparsity and, for
+    variational dropout and L0, the penalty weight and the weighted penalty.
 
     Args:
       log_dir: optional TensorBoard directory for `sparsity/global` and
@@ -77,6 +78,13 @@ class PruningCallback(keras.callbacks.Callback):
                 tf.summary.scalar("sparsity/global", sparsity["global"])
                 for name, value in sparsity["layers"].items():
                     tf.summary.scalar(f"sparsity/{name}", value)
+                penalized = updater.penalized_layers(self.model)
+                if penalized:  # the VD KL / L0 term the loss carries, and its weight
+                    tf.summary.scalar("penalty/weight", float(penalized[0].penalty_weight.numpy()))
+                    tf.summary.scalar("penalty/weighted_total", sum(
+                        float(layer.penalty_weight.numpy())
+                        * float(layer.technique.penalty(layer, layer.sparse_weight.value))
+                        for layer in penalized))
             self._writer.flush()
 
     def on_train_end(self, logs=None):

@@ -202,7 +202,7 @@ def evaluate(config, model, checkpoint_path=None):
         "loss": float(results["loss"]),
         "global_sparsity": sos.sparsity_report(model)["global"] if config.technique else 0.0,
         "step": int(model.optimizer.iterations.numpy()) if model.optimizer else None,
-        "checkpoint": checkpoint_path,
+        "checkpoint": checkpoint_path or tf.train.latest_checkpoint(config.output_dir),
     }
     path = os.path.join(config.output_dir, EVAL_RESULTS_FILE)
     tmp_path = path + ".tmp"

@@ -51,10 +51,11 @@ def test_fit_reaches_target_sparsity_and_logs_it(technique, tmp_path):
     assert events
 
 
-def test_tensorboard_summaries_hold_global_and_layer_sparsity(tmp_path):
+@pytest.mark.parametrize("technique", ["magnitude_pruning", "variational_dropout"])
+def test_tensorboard_summaries_hold_global_and_layer_sparsity(technique, tmp_path):
     import tensorflow as tf
 
-    model = pruned_model()
+    model = pruned_model(technique)
     model.fit(X, Y, batch_size=8, epochs=1, verbose=0,
               callbacks=[sos.PruningCallback(log_dir=str(tmp_path))])
     tags = set()
@@ -63,6 +64,7 @@ def test_tensorboard_summaries_hold_global_and_layer_sparsity(tmp_path):
             for event in tf.compat.v1.train.summary_iterator(os.path.join(root, name)):
                 tags.update(value.tag for value in event.summary.value)
     assert {"sparsity/global", "sparsity/hidden", "sparsity/logits"} <= tags
+    assert ("penalty/weighted_total" in tags) == (technique == "variational_dropout")
 
 
 class _Interrupt(keras.callbacks.Callback):
