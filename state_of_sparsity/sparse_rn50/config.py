@@ -2,6 +2,7 @@
 
 import dataclasses
 
+from state_of_sparsity.sparse_rn50 import input_pipeline
 from state_of_sparsity.sparse_rn50 import model as model_lib
 
 PRUNING_METHODS = (
@@ -18,7 +19,7 @@ TECHNIQUE_FOR_METHOD = {
     "l0_regularization": "l0_regularization",
 }
 MODES = ("train", "eval", "eval_once", "train_and_eval")
-DATASETS = ("imagenet", "fashion_mnist")
+DATASETS = input_pipeline.DATASETS
 STRATEGIES = ("one_device", "mirrored", "multi_worker")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 
@@ -119,10 +120,10 @@ class Config:
                 "--reg_scalar and --weight_decay must be >= 0. Received: "
                 f"reg_scalar={self.reg_scalar}, weight_decay={self.weight_decay}"
             )
-        if self.dataset == "imagenet" and not self.data_directory:
+        if self.dataset != "fashion_mnist" and not self.data_directory:
             raise ValueError(
-                "--data_directory is required for --dataset=imagenet: the directory of the "
-                "train-*/validation-* TFRecords."
+                f"--data_directory is required for --dataset={self.dataset}: the directory of "
+                "the train-*/validation-* TFRecords (imagenet) or of the prepared tfds dataset."
             )
 
     @property

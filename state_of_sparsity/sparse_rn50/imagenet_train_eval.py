@@ -45,6 +45,7 @@ def _define_flags():
 
 
 _define_flags()
+flags.DEFINE_alias("data_dir", "data_directory")
 FLAGS = flags.FLAGS
 
 

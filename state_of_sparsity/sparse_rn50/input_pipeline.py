@@ -1,5 +1,6 @@
 """ImageNet TFRecord and Fashion-MNIST input pipelines with the original's preprocessing (sos_spec 6.5)."""
 
+import glob
 import os
 
 import numpy as np
@@ -15,6 +16,31 @@ INTERLEAVE_CYCLE = 64
 READ_BUFFER_BYTES = 8 * 1024 * 1024
 FILE_PATTERNS = {"train": "train-*", "validation": "validation-*"}
 NUM_IMAGENET_CLASSES = 1000
+# tfds datasets read from disk: JPEG datasets get the ImageNet preprocessing,
+# the small ones are used at their native size.
+TFDS_JPEG_DATASETS = ("imagenet2012", "imagenette")
+TFDS_SMALL_DATASETS = {"cifar10": (32, 32, 3), "cifar100": (32, 32, 3), "fashion_mnist": (28, 28, 1)}
+DATASETS = ("imagenet", *TFDS_JPEG_DATASETS, *TFDS_SMALL_DATASETS)
+
+
+def image_shape(dataset, image_size=IMAGE_SIZE):
+    """(height, width, channels) of the images a dataset's pipeline yields."""
+    return TFDS_SMALL_DATASETS.get(dataset, (image_size, image_size, 3))
+
+
+def create_split(dataset, data_dir, split, batch_size, training, image_size=IMAGE_SIZE, seed=0):
+    """Batched (images float32 in [0, 255], labels int32) of `split` ("train" or "validation").
+
+    `dataset` "imagenet" reads TFRecord shards; the tfds names read a dataset
+    already prepared under `data_dir`; "fashion_mnist" also reads the Debian
+    IDX files (the default when `data_dir` is empty). Nothing is downloaded.
+    """
+    if dataset == "imagenet":
+        return imagenet_dataset(data_dir, split, batch_size, training, image_size, seed)
+    if dataset == "fashion_mnist" and not _tfds_versions(data_dir, dataset):
+        return fashion_mnist_dataset(data_dir or fashion_mnist.DEFAULT_DATA_DIR, split, batch_size,
+                                     training, seed)
+    return tfds_dataset(dataset, data_dir, split, batch_size, training, image_size, seed)
 
 
 def imagenet_files(data_dir, split):
@@ -125,4 +151,47 @@ def fashion_mnist_dataset(data_dir, split, batch_size, training, seed=0):
     )
     if training:
         dataset = dataset.repeat().shuffle(len(images), seed=seed)
+    return dataset.batch(batch_size, drop_remainder=training).prefetch(tf.data.AUTOTUNE)
+
+
+def _tfds_versions(data_dir, name):
+    """Prepared versions of a tfds dataset under `data_dir`, newest last."""
+    if not data_dir:
+        return []
+    infos = glob.glob(os.path.join(data_dir, name, "*", "dataset_info.json"))
+    versions = [os.path.dirname(path) for path in infos]
+    return sorted(versions, key=lambda d: tuple(int(p) for p in os.path.basename(d).split(".") if p.isdigit()))
+
+
+def tfds_dataset(name, data_dir, split, batch_size, training, image_size=IMAGE_SIZE, seed=0):
+    """A tfds dataset that is already prepared on disk, read without any network access."""
+    versions = _tfds_versions(data_dir, name)
+    if not versions:
+        raise ValueError(
+            f"tfds dataset {name!r} is not prepared under {data_dir!r}: expected "
+            f"{os.path.join(data_dir or '<data_dir>', name, '<version>', 'dataset_info.json')}. "
+            f"Build it elsewhere with `tfds build {name} --data_dir=DIR`, copy DIR here and pass "
+            "--data_directory=DIR (no download is attempted)."
+        )
+    import tensorflow_datasets as tfds  # imported lazily: heavy, and only this path needs it
+
+    builder = tfds.builder_from_directory(versions[-1])
+    splits = builder.info.splits
+    tfds_split = "train" if split == "train" else ("validation" if "validation" in splits else "test")
+    jpeg = name in TFDS_JPEG_DATASETS
+    dataset = builder.as_dataset(
+        split=tfds_split,
+        as_supervised=True,
+        shuffle_files=training,
+        decoders={"image": tfds.decode.SkipDecoding()} if jpeg else None,
+    )
+    if training:
+        dataset = dataset.repeat().shuffle(SHUFFLE_BUFFER, seed=seed)
+
+    def preprocess(image, label):
+        if jpeg:
+            image = preprocess_train(image, image_size) if training else preprocess_eval(image, image_size)
+        return tf.cast(image, tf.float32), tf.cast(label, tf.int32)
+
+    dataset = dataset.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.batch(batch_size, drop_remainder=training).prefetch(tf.data.AUTOTUNE)

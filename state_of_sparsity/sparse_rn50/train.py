@@ -10,7 +10,6 @@ import tensorflow as tf
 from absl import logging
 
 import state_of_sparsity as sos
-from state_of_sparsity.datasets import fashion_mnist
 from state_of_sparsity.sparse_rn50 import input_pipeline
 from state_of_sparsity.sparse_rn50 import learning_rate
 from state_of_sparsity.sparse_rn50 import model as model_lib
@@ -33,10 +32,9 @@ def create_strategy(name):
 
 def build_model(config):
     """The dense variant of `config.model`, sparsified by the configured technique."""
-    channels = 1 if config.dataset == "fashion_mnist" else 3
-    size = 28 if config.dataset == "fashion_mnist" else config.image_size
     model = model_lib.create_model(
-        config.model, config.num_label_classes, (size, size, channels), config.width,
+        config.model, config.num_label_classes,
+        input_pipeline.image_shape(config.dataset, config.image_size), config.width,
         config.weight_decay,
     )
     if config.technique is None:
@@ -94,15 +92,10 @@ def compile_model(model, config):
 def create_dataset(config, split, training):
     """The batched dataset of `split` with one-hot labels for the smoothed loss."""
     batch = config.train_batch_size if training else config.eval_batch_size
-    if config.dataset == "fashion_mnist":
-        dataset = input_pipeline.fashion_mnist_dataset(
-            config.data_directory or fashion_mnist.DEFAULT_DATA_DIR, split, batch, training,
-            config.seed,
-        )
-    else:
-        dataset = input_pipeline.imagenet_dataset(
-            config.data_directory, split, batch, training, config.image_size, config.seed
-        )
+    dataset = input_pipeline.create_split(
+        config.dataset, config.data_directory, split, batch, training, config.image_size,
+        config.seed,
+    )
     return dataset.map(lambda images, labels: (images, tf.one_hot(labels, config.num_label_classes)))
 
 
