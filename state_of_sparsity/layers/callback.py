@@ -73,7 +73,7 @@ class PruningCallback(keras.callbacks.Callback):
         if logs is not None:
             logs["sparsity"] = sparsity["global"]
         if self._writer is not None:
-            step = int(self.model.optimizer.iterations.value)
+            step = int(self.model.optimizer.iterations.numpy())
             with self._writer.as_default(step=step):
                 tf.summary.scalar("sparsity/global", sparsity["global"])
                 for name, value in sparsity["layers"].items():

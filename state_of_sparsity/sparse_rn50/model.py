@@ -102,12 +102,14 @@ def _normalize(inputs, mean, stddev):
 
 def _classifier(x, num_classes, wd):
     x = keras.layers.GlobalAveragePooling2D(name="average_pool")(x)
-    return keras.layers.Dense(
+    x = keras.layers.Dense(
         num_classes,
         kernel_initializer=keras.initializers.RandomNormal(stddev=0.01),
         kernel_regularizer=_l2(wd),
         name=LAST_LAYER_NAME,
     )(x)
+    # float32 logits under mixed precision, for a stable softmax and top-k metrics.
+    return keras.layers.Activation("linear", dtype="float32", name="logits")(x)
 
 
 def _imagenet_resnet(block_fn, layers, num_classes, input_shape, width, wd, name):

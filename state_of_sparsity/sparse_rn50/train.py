@@ -244,16 +244,20 @@ def checkpoint_to_evaluate(config):
 def train_and_evaluate(config):
     """Runs `config.mode`; returns the final training and/or evaluation metrics."""
     keras.utils.set_random_seed(config.seed)
+    previous_policy = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy(config.precision)
-    os.makedirs(config.output_dir, exist_ok=True)
-    with create_strategy(config.distribution_strategy).scope():
-        model = build_model(config)
-        compile_model(model, config)
-    metrics = {}
-    if config.mode in ("train", "train_and_eval"):
-        warm_start(config, model)
-        metrics["train"] = train(config, model)
-    if config.mode in ("eval", "eval_once", "train_and_eval"):
-        path = None if config.mode == "train_and_eval" else checkpoint_to_evaluate(config)
-        metrics["eval"] = evaluate(config, model, path)
-    return metrics
+    try:
+        os.makedirs(config.output_dir, exist_ok=True)
+        with create_strategy(config.distribution_strategy).scope():
+            model = build_model(config)
+            compile_model(model, config)
+        metrics = {}
+        if config.mode in ("train", "train_and_eval"):
+            warm_start(config, model)
+            metrics["train"] = train(config, model)
+        if config.mode in ("eval", "eval_once", "train_and_eval"):
+            path = None if config.mode == "train_and_eval" else checkpoint_to_evaluate(config)
+            metrics["eval"] = evaluate(config, model, path)
+        return metrics
+    finally:
+        keras.mixed_precision.set_global_policy(previous_policy)

@@ -14,6 +14,8 @@ SCRIPT = textwrap.dedent("""
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     import keras, numpy as np
     import state_of_sparsity as sos
+    import sys, tempfile
+    log_dir = tempfile.mkdtemp()  # summaries read the step of a mirrored optimizer
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     for technique in ("magnitude_pruning", "random_pruning"):
         with strategy.scope():
@@ -22,7 +24,7 @@ SCRIPT = textwrap.dedent("""
             model.compile(keras.optimizers.SGD(0.1, momentum=0.9), "mse")
         rng = np.random.default_rng(0)
         model.fit(rng.random((64, 8)), rng.random((64, 2)), batch_size=16, epochs=2, verbose=0,
-                  callbacks=[sos.PruningCallback()])
+                  callbacks=[sos.PruningCallback(log_dir=log_dir)])
         for layer in model.layers:
             replicas = [v.numpy() for v in strategy.experimental_local_results(layer.mask.value)]
             same = all(np.array_equal(replicas[0], r) for r in replicas)

@@ -179,3 +179,36 @@ def test_sparse_init_matches_the_nnz_scaled_variance(data_dir, tmp_path):
 def test_scratch_needs_a_mask_directory():
     with pytest.raises(ValueError, match="--pruning_method=scratch and --load_mask_dir go together"):
         config_lib.Config(pruning_method="scratch", data_directory="/data")
+
+
+@pytest.mark.parametrize("method", ["variational_dropout", "threshold"])
+def test_mixed_bfloat16_run_is_finite_and_restores_the_policy(method, data_dir, tmp_path):
+    import keras
+
+    config = tiny_config(data_dir, str(tmp_path), pruning_method=method, precision="mixed_bfloat16")
+    metrics = train.train_and_evaluate(config)
+    assert np.isfinite(metrics["train"]["loss"]) and np.isfinite(metrics["eval"]["loss"])
+    assert keras.mixed_precision.global_policy().name == "float32"
+
+
+def test_mirrored_strategy_over_two_cpus_trains(data_dir, tmp_path):
+    script = (
+        "import tensorflow as tf\n"
+        "cpu = tf.config.list_physical_devices('CPU')[0]\n"
+        "tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)\n"
+        "import sys; sys.argv = sys.argv[:1]\n"
+        "from state_of_sparsity.sparse_rn50.imagenet_train_eval import app, main\n"
+        f"sys.argv += ['--model=tiny', '--data_directory={data_dir}', '--output_dir={tmp_path}',\n"
+        "  '--image_size=32', '--num_label_classes=4', '--train_batch_size=4', '--eval_batch_size=2',\n"
+        "  '--num_train_images=8', '--num_eval_images=4', '--train_steps=2', '--steps_per_checkpoint=2',\n"
+        "  '--pruning_method=random', '--sparsity_begin_step=0', '--sparsity_end_step=1',\n"
+        "  '--pruning_frequency=1', '--end_sparsity=0.5', '--mode=train_and_eval',\n"
+        "  '--distribution_strategy=mirrored']\n"
+        "app.run(main)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO_ROOT,
+                            timeout=180)
+    assert result.returncode == 0, result.stderr[-3000:]
+    with open(tmp_path / "eval_results.json") as f:
+        results = json.load(f)
+    assert results["step"] == 2 and results["global_sparsity"] == pytest.approx(0.5, abs=0.02)
