@@ -3,6 +3,7 @@
 import dataclasses
 
 from state_of_sparsity.sparse_rn50 import input_pipeline
+from state_of_sparsity.sparse_rn50 import learning_rate
 from state_of_sparsity.sparse_rn50 import model as model_lib
 
 PRUNING_METHODS = (
@@ -65,6 +66,9 @@ class Config:
     data_directory: str = ""
     output_dir: str = "/tmp/imagenet"
     mode: str = "train"
+    # Fit the paper's ~90-epoch LR schedule (warm-up 5, x0.1 at 30/60/80) into
+    # --train_steps, for short runs; False keeps real epochs of num_train_images.
+    compress_lr_schedule: bool = False
     steps_per_checkpoint: int = 1000
     steps_per_log: int = 100
     checkpoint_step: int = -1
@@ -134,6 +138,13 @@ class Config:
     @property
     def steps_per_epoch(self):
         return max(1, self.num_train_images // self.train_batch_size)
+
+    @property
+    def learning_rate_steps_per_epoch(self):
+        """Steps per "epoch" of the LR schedule (real epochs unless compressed)."""
+        if self.compress_lr_schedule:
+            return self.train_steps / learning_rate.SCHEDULE_EPOCHS
+        return self.steps_per_epoch
 
 
 def _check_choice(name, value, choices):

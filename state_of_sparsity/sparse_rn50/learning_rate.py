@@ -6,6 +6,8 @@ from keras import ops
 WARMUP_EPOCHS = 5
 # (start epoch, multiplier of the peak rate)
 STEPS = ((30, 0.1), (60, 0.01), (80, 0.001))
+# Epochs of a standard run (128k steps at batch 1024 are ~102 epochs; the last step is at 80).
+SCHEDULE_EPOCHS = 90
 
 
 @keras.saving.register_keras_serializable(package="state_of_sparsity")

@@ -75,7 +75,7 @@ def compile_model(model, config):
     peak = config.base_learning_rate * config.train_batch_size / 256
     model.compile(
         optimizer=keras.optimizers.SGD(
-            learning_rate.WarmupStepDecay(peak, config.steps_per_epoch),
+            learning_rate.WarmupStepDecay(peak, config.learning_rate_steps_per_epoch),
             momentum=config.momentum,
             nesterov=True,
         ),
