@@ -1,6 +1,7 @@
 """`sparsify` a Keras model into sparse layers, and `strip` it back to plain Keras layers."""
 
 import re
+import warnings
 
 import keras
 from keras.src.models.functional import Functional
@@ -118,11 +119,21 @@ def _plan(model, technique, schedule, sparsity_map, exclude, first, last, option
     if isinstance(exclude, str):
         exclude = (exclude,)
     base = _make_technique(technique, schedule, options)
-    candidates = [
-        layer
-        for layer in model._flatten_layers(include_self=False, recursive=True)
+    reachable = _rebuilt_layers(model)
+    candidates = [layer for layer in reachable if type(layer) in sparse_layers.SPARSE_LAYER_FOR]
+    hidden = [
+        f"{owner.name}/{layer.name}"
+        for owner in reachable if not isinstance(owner, keras.Model)
+        for layer in owner._flatten_layers(include_self=False, recursive=True)
         if type(layer) in sparse_layers.SPARSE_LAYER_FOR
     ]
+    if hidden:
+        warnings.warn(
+            f"sparsify keeps {hidden} dense: they live inside other layers (e.g. "
+            "MultiHeadAttention), which cannot be rebuilt. Build such layers from "
+            "SparseEinsumDense / SparseDense to sparsify them.",
+            stacklevel=3,
+        )
     if not candidates:
         existing = walk.sparse_layers(model)
         if existing:
@@ -187,6 +198,16 @@ def _override(base, target, layer_name):
     if "granularity" in config:
         config["granularity"] = "layer"
     return type(base)(**config)
+
+
+def _rebuilt_layers(model):
+    """The layers `clone_model` rebuilds: those of the model and of nested Sequential/functional models."""
+    layers = []
+    for layer in model.layers:
+        layers.append(layer)
+        if isinstance(layer, (keras.Sequential, Functional)):
+            layers.extend(_rebuilt_layers(layer))
+    return layers
 
 
 def _check_rebuildable(model, verb):

@@ -180,3 +180,23 @@ def test_vd_without_a_penalty_schedule_is_rejected_with_an_example():
 def test_sparsity_map_is_rejected_for_vd():
     with pytest.raises(ValueError, match="`sparsity_map` applies to.*Received: technique='l0_regularization'"):
         sos.sparsify(cnn(), "l0_regularization", sos.ConstantPenalty(1e-3), sparsity_map={"fc": 0.5})
+
+
+def test_projections_inside_multi_head_attention_are_reported_not_silently_kept_dense():
+    inputs = keras.Input((4, 8))
+    attended = keras.layers.MultiHeadAttention(2, 4, name="mha")(inputs, inputs)
+    model = keras.Model(inputs, keras.layers.Dense(3, name="out")(attended))
+    with pytest.warns(UserWarning, match=r"keeps \['mha/query', 'mha/key', 'mha/value', 'mha/attention_output'\] dense"):
+        pruned = sos.sparsify(model, "magnitude_pruning")
+    assert sparse_names(pruned) == ["out"]
+    with pytest.warns(UserWarning), pytest.raises(ValueError, match=r"patterns \['\^query\$'\] match no"):
+        sos.sparsify(model, "magnitude_pruning", sparsity_map={"^query$": 0.9})
+
+
+def test_duplicate_sparse_layer_names_in_nested_models_are_rejected():
+    inner = keras.Sequential([keras.Input((3,)), keras.layers.Dense(3, name="fc")], name="inner")
+    inputs = keras.Input((3,))
+    model = keras.Model(inputs, keras.layers.Dense(2, name="fc")(inner(inputs)))
+    pruned = sos.sparsify(model, "random_pruning")
+    with pytest.raises(ValueError, match=r"unique names; these repeat: \['fc'\]"):
+        sos.sparsity_report(pruned)

@@ -53,6 +53,12 @@ class PruningCallback(keras.callbacks.Callback):
                 "PruningCallback needs a compiled model: call `model.compile(...)` "
                 "before `model.fit(...)`."
             )
+        if getattr(self.model, "steps_per_execution", 1) > 1 and updater.penalized_layers(self.model):
+            raise ValueError(
+                "PruningCallback advances the VD/L0 penalty schedule once per optimizer step and "
+                "sees only every steps_per_execution-th step: compile the model with "
+                f"steps_per_execution=1. Received: steps_per_execution={self.model.steps_per_execution}"
+            )
         self._updater = updater.MaskUpdater(self.model)
         if not self._updater.has_stateful_layers:
             raise ValueError(
@@ -79,12 +85,13 @@ class PruningCallback(keras.callbacks.Callback):
                 for name, value in sparsity["layers"].items():
                     tf.summary.scalar(f"sparsity/{name}", value)
                 penalized = updater.penalized_layers(self.model)
-                if penalized:  # the VD KL / L0 term the loss carries, and its weight
-                    tf.summary.scalar("penalty/weight", float(penalized[0].penalty_weight.numpy()))
-                    tf.summary.scalar("penalty/weighted_total", sum(
-                        float(layer.penalty_weight.numpy())
-                        * float(layer.technique.penalty(layer, layer.sparse_weight.value))
-                        for layer in penalized))
+                if penalized:  # the VD KL / L0 term the loss carries, and its weights
+                    total = 0.0
+                    for layer in penalized:
+                        weight = float(layer.penalty_weight.numpy())
+                        tf.summary.scalar(f"penalty/weight/{layer.name}", weight)
+                        total += weight * float(layer.technique.penalty(layer, layer.sparse_weight.value))
+                    tf.summary.scalar("penalty/weighted_total", total)
             self._writer.flush()
 
     def on_train_end(self, logs=None):

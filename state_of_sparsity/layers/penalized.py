@@ -17,8 +17,11 @@ class PenalizedTechnique(technique_lib.Technique):
     per optimizer step by `update_masks` / `PruningCallback`, so a resumed run
     continues the schedule exactly.
 
-    Parameters of the technique and the penalty stay in float32 under mixed
-    precision (their variables are not autocast).
+    Under mixed precision the technique's variables, the noise and the penalty
+    stay in float32 (their variables are not autocast); theta is read inside
+    `call` at the compute precision and cast back to float32, so tiny weights
+    (|theta| below ~6e-8 in float16) count as 0 there. `sparsity_report` and
+    `strip` use the float32 variables.
     """
 
     def __init__(self, schedule):

@@ -137,7 +137,6 @@ def get(identifier, technique_name):
     )
 
 
-
 def _check_steps(begin_step, end_step):
     validation.check_int("begin_step", begin_step, minimum=0)
     validation.check_int("end_step", end_step, minimum=0)

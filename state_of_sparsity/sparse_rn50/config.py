@@ -1,6 +1,7 @@
 """The immutable configuration of a sparse ResNet run, validated once (sos_spec 6.1 defaults)."""
 
 import dataclasses
+import os
 
 from state_of_sparsity.sparse_rn50 import input_pipeline
 from state_of_sparsity.sparse_rn50 import learning_rate
@@ -117,6 +118,22 @@ class Config:
                      "steps_per_checkpoint", "steps_per_log"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name} must be >= 1. Received: {getattr(self, name)}")
+        overrides = self.first_layer_sparsity != -1.0 or self.last_layer_sparsity != -1.0
+        if overrides and self.pruning_method not in ("threshold", "random"):
+            raise ValueError(
+                "--first_layer_sparsity / --last_layer_sparsity apply to --pruning_method=threshold "
+                f"or random only. Received: pruning_method={self.pruning_method!r}"
+            )
+        if self.clip_log_alpha < 0 or self.seed < 0 or not self.width > 0:
+            raise ValueError(
+                "--clip_log_alpha and --seed must be >= 0 and --width > 0. Received: "
+                f"clip_log_alpha={self.clip_log_alpha}, seed={self.seed}, width={self.width}"
+            )
+        if self.data_directory and not os.path.isdir(self.data_directory):
+            raise ValueError(
+                f"--data_directory={self.data_directory!r} is not a directory: pass the directory "
+                "holding the dataset."
+            )
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ValueError(f"--label_smoothing must be in [0, 1). Received: {self.label_smoothing}")
         if self.reg_scalar < 0 or self.weight_decay < 0:

@@ -15,7 +15,6 @@ SHUFFLE_BUFFER = 1024
 INTERLEAVE_CYCLE = 64
 READ_BUFFER_BYTES = 8 * 1024 * 1024
 FILE_PATTERNS = {"train": "train-*", "validation": "validation-*"}
-NUM_IMAGENET_CLASSES = 1000
 # tfds datasets read from disk: JPEG datasets get the ImageNet preprocessing,
 # the small ones are used at their native size.
 TFDS_JPEG_DATASETS = ("imagenet2012", "imagenette")
@@ -90,7 +89,7 @@ def preprocess_eval(jpeg, image_size=IMAGE_SIZE):
     return _decode_crop_resize(jpeg, window, image_size)
 
 
-def preprocess_train(jpeg, image_size=IMAGE_SIZE, seed=None):
+def preprocess_train(jpeg, image_size=IMAGE_SIZE, seed=None, area_range=(0.08, 1.0)):
     """Inception-style random crop (area 8-100%, aspect 3/4-4/3), bicubic resize, random flip.
 
     When the crop search fails (it returns the whole image) the eval center
@@ -102,7 +101,7 @@ def preprocess_train(jpeg, image_size=IMAGE_SIZE, seed=None):
         bounding_boxes=tf.constant([0.0, 0.0, 1.0, 1.0], shape=[1, 1, 4]),
         min_object_covered=0.1,
         aspect_ratio_range=(3 / 4, 4 / 3),
-        area_range=(0.08, 1.0),
+        area_range=area_range,
         max_attempts=10,
         use_image_if_no_bounding_boxes=True,
         seed=seed,
@@ -110,10 +109,9 @@ def preprocess_train(jpeg, image_size=IMAGE_SIZE, seed=None):
     offset_y, offset_x, _ = tf.unstack(begin)
     height, width, _ = tf.unstack(size)
     window = tf.stack([offset_y, offset_x, height, width])
-    unchanged = tf.reduce_sum(tf.cast(tf.equal(shape, size), tf.int32))
-    window = tf.cond(
-        unchanged >= 3, lambda: _center_crop_window(shape, image_size), lambda: window
-    )
+    # The crop search returns size [h, w, -1]: a whole-image crop means it failed.
+    whole_image = tf.reduce_all(tf.equal(shape[:2], size[:2]))
+    window = tf.cond(whole_image, lambda: _center_crop_window(shape, image_size), lambda: window)
     image = _decode_crop_resize(jpeg, window, image_size)
     return tf.image.random_flip_left_right(image, seed=seed)
 

@@ -96,7 +96,16 @@ def create_dataset(config, split, training):
         config.dataset, config.data_directory, split, batch, training, config.image_size,
         config.seed,
     )
-    return dataset.map(lambda images, labels: (images, tf.one_hot(labels, config.num_label_classes)))
+    def one_hot(images, labels):
+        # A label outside [0, num_label_classes) would become an all-zero target.
+        check = tf.debugging.assert_less(
+            labels, config.num_label_classes,
+            message=f"A label is >= --num_label_classes={config.num_label_classes}.",
+        )
+        with tf.control_dependencies([check, tf.debugging.assert_non_negative(labels)]):
+            return images, tf.one_hot(labels, config.num_label_classes)
+
+    return dataset.map(one_hot)
 
 
 class CheckpointCallback(keras.callbacks.Callback):
@@ -185,7 +194,20 @@ def train(config, model):
 def evaluate(config, model, checkpoint_path=None):
     """Top-1, top-5 and global sparsity on the eval split; written to eval_results.json."""
     if checkpoint_path:
-        tf.train.Checkpoint(model=model).restore(checkpoint_path).expect_partial()
+        # Every model variable must come from the checkpoint: a run of another
+        # --pruning_method would otherwise be evaluated with default masks.
+        status = tf.train.Checkpoint(model=model, optimizer=model.optimizer).restore(checkpoint_path)
+        try:
+            status.assert_existing_objects_matched().expect_partial()
+        except AssertionError:
+            raise ValueError(
+                f"Checkpoint {checkpoint_path!r} does not hold every variable of a "
+                f"--model={config.model} --pruning_method={config.pruning_method} model: was it "
+                "trained with other flags?"
+            ) from None
+    if config.technique == "variational_dropout":
+        # The evaluation threshold is a flag, not the value saved in training.
+        sos.set_log_alpha_threshold(model, config.log_alpha_threshold)
     dataset = create_dataset(config, "validation", training=False)
     steps = math.ceil(config.num_eval_images / config.eval_batch_size)
     results = model.evaluate(dataset.take(steps), verbose=0, return_dict=True)
@@ -197,7 +219,10 @@ def evaluate(config, model, checkpoint_path=None):
         "step": int(model.optimizer.iterations.numpy()) if model.optimizer else None,
         "checkpoint": checkpoint_path or tf.train.latest_checkpoint(config.output_dir),
     }
-    path = os.path.join(config.output_dir, EVAL_RESULTS_FILE)
+    name = EVAL_RESULTS_FILE
+    if config.technique == "variational_dropout":  # one file per threshold, like the original's eval names
+        name = f"eval_results_{int(config.log_alpha_threshold * 10)}.json"
+    path = os.path.join(config.output_dir, name)
     tmp_path = path + ".tmp"
     with open(tmp_path, "w") as f:
         json.dump(metrics, f, indent=2)
@@ -219,7 +244,10 @@ def warm_start(config, model):
     if config.initial_value_checkpoint:
         values, path = warm_start_lib.load_checkpoint_values(factory, config.initial_value_checkpoint)
         kept = ("mask", "threshold", "last_mask_update_step")
-        warm_start_lib.copy_values(model, values, lambda name: name not in kept)
+        if not warm_start_lib.copy_values(model, values, lambda name: name not in kept):
+            raise ValueError(
+                f"Checkpoint {path!r} (--initial_value_checkpoint) holds no variable of this model."
+            )
         logging.info("Loaded initial values from %s.", path)
 
 

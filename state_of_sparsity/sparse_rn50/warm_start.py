@@ -29,7 +29,7 @@ def load_checkpoint_values(model_factory, checkpoint_dir):
     if any(key.startswith(TF1_SCOPE + "/") for key in keys):
         return _tf1_values(tf.train.load_checkpoint(path), keys), path
     source = model_factory()
-    tf.train.Checkpoint(model=source).restore(path).expect_partial()
+    tf.train.Checkpoint(model=source).restore(path).assert_existing_objects_matched().expect_partial()
     values = {}
     for layer in source._flatten_layers(include_self=False, recursive=True):
         own = layer._trainable_variables + layer._non_trainable_variables

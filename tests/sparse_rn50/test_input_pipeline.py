@@ -64,6 +64,14 @@ def test_eval_center_crop_matches_the_original_rule():
     np.testing.assert_allclose(image, expected, atol=1e-3)  # same size: bicubic is the identity
 
 
+def test_train_crop_falls_back_to_the_eval_center_crop_when_the_search_fails():
+    jpeg = tf.io.encode_jpeg(np.random.default_rng(3).integers(0, 256, (50, 70, 3), dtype=np.uint8))
+    # An area range of exactly the whole image makes the search return the whole image.
+    fallback = input_pipeline.preprocess_train(jpeg, image_size=16, seed=1, area_range=(1.0, 1.0)).numpy()
+    center = input_pipeline.preprocess_eval(jpeg, image_size=16).numpy()
+    assert np.allclose(fallback, center) or np.allclose(fallback, center[:, ::-1])  # maybe flipped
+
+
 def test_train_crop_stays_inside_the_image_and_is_resized():
     jpeg = tf.io.encode_jpeg(np.full((50, 70, 3), 200, np.uint8))
     for seed in range(5):

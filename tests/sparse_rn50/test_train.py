@@ -53,7 +53,8 @@ def test_smoke_run_trains_checkpoints_summarises_and_evaluates(method, data_dir,
     config = tiny_config(data_dir, str(tmp_path), pruning_method=method)
     metrics = train.train_and_evaluate(config)
     assert np.isfinite(metrics["train"]["loss"])
-    with open(tmp_path / "eval_results.json") as f:
+    (results_file,) = [name for name in os.listdir(tmp_path) if name.startswith("eval_results")]
+    with open(tmp_path / results_file) as f:
         results = json.load(f)
     assert set(results) >= {"top_1_accuracy", "top_5_accuracy", "global_sparsity"}
     assert 0 <= results["top_1_accuracy"] <= 1 and results["step"] == 3
@@ -76,7 +77,11 @@ def test_eval_once_restores_the_requested_checkpoint(data_dir, tmp_path):
     train.train_and_evaluate(tiny_config(data_dir, str(tmp_path), mode="train", pruning_method="threshold"))
     metrics = train.train_and_evaluate(
         tiny_config(data_dir, str(tmp_path), mode="eval_once", checkpoint_step=2, pruning_method="threshold"))
-    assert metrics["eval"]["checkpoint"].endswith("model.ckpt-2")
+    assert metrics["eval"]["checkpoint"].endswith("model.ckpt-2") and metrics["eval"]["step"] == 2
+    assert metrics["eval"]["global_sparsity"] == pytest.approx(0.5, abs=0.01)  # masks restored
+    with pytest.raises(ValueError, match="does not hold every variable of a --model=tiny --pruning_method=var"):
+        train.train_and_evaluate(tiny_config(data_dir, str(tmp_path), mode="eval_once", checkpoint_step=2,
+                                             pruning_method="variational_dropout"))
     with pytest.raises(ValueError, match=r"No checkpoint .*model.ckpt-7.*--checkpoint_step=7"):
         train.train_and_evaluate(tiny_config(data_dir, str(tmp_path), mode="eval_once", checkpoint_step=7))
 
@@ -105,11 +110,14 @@ def test_learning_rate_warms_up_then_steps_down():
         (dict(sparsity_begin_step=10, sparsity_end_step=5), "--sparsity_begin_step must be >= 0 and below"),
         (dict(pruning_method="magnitude"), r"--pruning_method must be one of \['baseline'"),
         (dict(data_directory=""), "--data_directory is required for --dataset=imagenet"),
+        (dict(data_directory="/nonexistent"), "--data_directory='/nonexistent' is not a directory"),
+        (dict(pruning_method="variational_dropout", first_layer_sparsity=0.5), "apply to --pruning_method=threshold"),
+        (dict(clip_log_alpha=-1.0), "--clip_log_alpha and --seed must be >= 0"),
     ],
 )
 def test_bad_configs_are_rejected(overrides, message, tmp_path):
     with pytest.raises(ValueError, match=message):
-        tiny_config("/data", str(tmp_path), **overrides)
+        tiny_config(str(tmp_path), str(tmp_path), **overrides)
 
 
 def test_command_line_rejects_bad_flags_with_non_zero_exit(tmp_path):
@@ -178,7 +186,7 @@ def test_sparse_init_matches_the_nnz_scaled_variance(data_dir, tmp_path):
 
 def test_scratch_needs_a_mask_directory():
     with pytest.raises(ValueError, match="--pruning_method=scratch and --load_mask_dir go together"):
-        config_lib.Config(pruning_method="scratch", data_directory="/data")
+        config_lib.Config(pruning_method="scratch", dataset="fashion_mnist")
 
 
 @pytest.mark.parametrize("method", ["variational_dropout", "threshold"])
@@ -212,3 +220,29 @@ def test_mirrored_strategy_over_two_cpus_trains(data_dir, tmp_path):
     with open(tmp_path / "eval_results.json") as f:
         results = json.load(f)
     assert results["step"] == 2 and results["global_sparsity"] == pytest.approx(0.5, abs=0.02)
+
+
+def test_vd_evaluation_uses_the_threshold_flag_not_the_saved_one(data_dir, tmp_path):
+    common = dict(pruning_method="variational_dropout", reg_scalar=0.0)
+    train.train_and_evaluate(tiny_config(data_dir, str(tmp_path), mode="train", **common))
+    import state_of_sparsity as sos
+    from state_of_sparsity.sparse_rn50 import warm_start
+
+    # Spread log alpha so that the two thresholds keep different sets of weights.
+    config = tiny_config(data_dir, str(tmp_path), **common)
+    model = train.build_model(config)
+    train.compile_model(model, config)
+    checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
+    checkpoint.restore(tf.train.latest_checkpoint(str(tmp_path))).expect_partial()
+    for layer in warm_start.walk.sparse_layers(model):
+        theta = layer.sparse_weight.numpy()
+        layer.log_sigma2.assign(np.log(theta**2 + 1e-8) + np.random.default_rng(0).uniform(-4, 4, theta.shape))
+    checkpoint.write(os.path.join(str(tmp_path), "model.ckpt-9"))
+    results = {}
+    for threshold in (0.5, 3.0):
+        metrics = train.train_and_evaluate(tiny_config(
+            data_dir, str(tmp_path), mode="eval_once", checkpoint_step=9, log_alpha_threshold=threshold, **common))
+        results[threshold] = metrics["eval"]["global_sparsity"]
+        assert os.path.exists(tmp_path / f"eval_results_{int(threshold * 10)}.json")
+    assert results[0.5] > results[3.0] + 0.1
+    assert isinstance(sos.sparsity_report(model)["global"], float)

@@ -28,7 +28,8 @@ class L0Regularization(penalized.PenalizedTechnique):
       beta: temperature of the hard-concrete distribution (2/3).
       gamma, zeta: stretch interval (-0.1, 1.1).
       log_alpha_mean, log_alpha_stddev: normal initializer of log_alpha
-        (2.197, 0.01: about 10% initial drop probability).
+        (2.197, 0.01: sigmoid(log_alpha) = 0.9 at the start, and about 2% of the
+        training gates are exactly 0).
     """
 
     def __init__(self, schedule=None, beta=l0_math.BETA, gamma=l0_math.GAMMA,

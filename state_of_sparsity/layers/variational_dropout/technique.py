@@ -43,7 +43,8 @@ class VariationalDropout(penalized.PenalizedTechnique):
             validation.check_number("clip_alpha", clip_alpha, minimum=0.0)
         validation.check_number("log_sigma2_initializer", log_sigma2_initializer)
         self.threshold = float(threshold)
-        self.clip_alpha = None if clip_alpha is None else float(clip_alpha)
+        # 0 means "no clipping", as in the original's truthiness test.
+        self.clip_alpha = float(clip_alpha) if clip_alpha else None
         self.log_sigma2_initializer = float(log_sigma2_initializer)
 
     def build(self, layer, weight):

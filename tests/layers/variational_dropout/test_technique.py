@@ -148,3 +148,14 @@ def test_bad_arguments_are_rejected():
         sos.SparseDense(2, technique="variational_dropout")
     with pytest.raises(ValueError, match="no variational dropout layer"):
         sos.set_log_alpha_threshold(keras.Sequential([keras.Input((2,)), keras.layers.Dense(2)]), 1.0)
+
+
+def test_clip_alpha_zero_disables_clipping_in_training_and_in_the_kl():
+    technique = vd(clip_alpha=0)
+    assert technique.clip_alpha is None
+    theta, ls2 = np.array([[0.5]], np.float32), np.array([[20.0]], np.float32)
+    layer = dense_with(theta, ls2, clip_alpha=0)
+    layer.penalty_weight.assign(1.0)
+    layer(np.ones((1, 1), np.float32), training=True)
+    expected = vd_math.kl_divergence(tf.constant(theta), tf.constant(ls2), None)
+    np.testing.assert_allclose(float(layer.losses[0]), float(expected), rtol=1e-6)
