@@ -4,5 +4,6 @@ RUN apt-get update && (apt-get install -y --no-install-recommends dataset-fashio
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /opt/state_of_sparsity
 COPY . .
-RUN pip install --no-cache-dir ".[test]"
+# --no-build-isolation: the custom op compiles against the image's TensorFlow (pip's isolated build has none).
+RUN pip install --no-cache-dir --no-build-isolation ".[test]"
 CMD ["python", "-m", "state_of_sparsity.quickstart"]

@@ -1,0 +1,55 @@
+// Sparse-weight matmul functors: Y = X·W, dX = dY·Wᵀ and dW at W's nonzeros.
+//
+// Plain C++ (no TensorFlow headers) so the math compiles quickly and once per
+// instruction set (AVX-512, AVX2, generic); `sparse_matmul_kernels.cc` picks
+// the build the CPU supports at run time and supplies TF's thread pool.
+//
+// W [K, N] is stored as CSC (`ptr` [N+1], `idx` [nnz] rows, `values` [nnz]).
+// dX uses the CSR structure of the same W (`ptr` [K+1], `idx` [nnz] columns)
+// with `perm` mapping each CSR entry to its CSC value, so values exist once.
+#ifndef STATE_OF_SPARSITY_CUSTOM_OPS_CC_KERNELS_SPARSE_MATMUL_H_
+#define STATE_OF_SPARSITY_CUSTOM_OPS_CC_KERNELS_SPARSE_MATMUL_H_
+
+#include <cstdint>
+#include <functional>
+
+namespace sos {
+
+// Runs fn(begin, end) over [0, total) on the caller's thread pool.
+using ParallelFor =
+    std::function<void(int64_t total, const std::function<void(int64_t, int64_t)>& fn)>;
+
+// Returns n floats of 64-byte aligned scratch that live until the op returns,
+// or nullptr when allocation failed (the caller's status then says why).
+using Allocate = std::function<float*(int64_t n)>;
+
+struct Compressed {
+  const int32_t* ptr;     // [outer + 1], non-decreasing, ptr[0] = 0
+  const int32_t* idx;     // [nnz], each in [0, inner)
+  const float* values;    // [nnz] (CSC order)
+  const int32_t* perm;    // [nnz] or nullptr: values[perm[j]] is entry j's value
+  int64_t outer;          // compressed dimension (output features)
+  int64_t inner;          // indexed dimension (input features)
+  int64_t nnz;
+};
+
+// out[B, s.outer] = in[B, s.inner] · S with S[idx[j], o] = value j for ptr[o] <= j < ptr[o + 1].
+// Used for the forward pass (S = W as CSC) and for dX (S = Wᵀ, i.e. W as CSR).
+#define SOS_DECLARE_KERNELS(ns)                                                   \
+  namespace ns {                                                                \
+  void SpMM(const float* in, int64_t batch, const Compressed& s, float* out,     \
+            int num_threads, const ParallelFor& pfor, const Allocate& allocate);  \
+  void SDDMM(const float* x, const float* dy, int64_t batch, const Compressed& s, \
+             float* dvalues, int num_threads, const ParallelFor& pfor,           \
+             const Allocate& allocate);                                         \
+  }
+
+SOS_DECLARE_KERNELS(avx512)
+SOS_DECLARE_KERNELS(avx2)
+SOS_DECLARE_KERNELS(generic)
+
+#undef SOS_DECLARE_KERNELS
+
+}  // namespace sos
+
+#endif  // STATE_OF_SPARSITY_CUSTOM_OPS_CC_KERNELS_SPARSE_MATMUL_H_

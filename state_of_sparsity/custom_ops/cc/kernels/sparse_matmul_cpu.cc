@@ -1,0 +1,345 @@
+// CPU math of the sparse-weight matmul, compiled once per instruction set (SOS_KERNEL_NS).
+//
+// Layout (see reference/spmm_limit.md): activations are packed into
+// batch-contiguous panels P[chunk][feature][BC] so every nonzero w of S does
+// `acc[0..BC) += w * P[feature][0..BC)`: BC/16 vector FMAs on one contiguous
+// row, accumulators in registers. A panel (features x BC floats) is sized to
+// stay in L2. Outputs go through a [16][BC] tile and a 16x16 transpose back
+// to row-major.
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
+#include "sparse_matmul.h"
+
+#ifndef SOS_KERNEL_NS
+#error "compile with -DSOS_KERNEL_NS=avx512|avx2|generic"
+#endif
+
+namespace sos {
+namespace SOS_KERNEL_NS {
+namespace {
+
+// The native vector of each build: wider GCC vectors than the registers get
+// split badly (and go through memory), so AVX2 and SSE use their own width.
+#if defined(__AVX512F__)
+constexpr int kLanes = 16;
+#elif defined(__AVX2__)
+constexpr int kLanes = 8;
+#else
+constexpr int kLanes = 4;
+#endif
+typedef float vec __attribute__((vector_size(kLanes * 4)));
+
+inline vec Load(const float* p) {
+  vec v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
+}
+inline void Store(float* p, vec v) { std::memcpy(p, &v, sizeof(v)); }
+inline vec Splat(float w) { return vec{} + w; }
+
+inline float HorizontalSum(vec v) {
+#if defined(__AVX512F__)
+  __m512 m;
+  std::memcpy(&m, &v, sizeof(m));
+  return _mm512_reduce_add_ps(m);
+#else
+  float s = 0.f;
+  for (int i = 0; i < kLanes; ++i) s += v[i];
+  return s;
+#endif
+}
+
+void SerialFor(int64_t total, const std::function<void(int64_t, int64_t)>& fn) { fn(0, total); }
+
+// dst[c][r] = src[r][c] for a rows x cols block (rows, cols <= 16).
+inline void TransposeBlock(const float* src, int64_t src_stride, float* dst,
+                           int64_t dst_stride, int rows, int cols) {
+#if defined(__AVX512F__)
+  if (rows == 16 && cols == 16) {
+    __m512 r[16], t[16];
+    for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_ps(src + i * src_stride);
+    for (int i = 0; i < 16; i += 2) {
+      t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+      t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 16; i += 4) {
+      r[i] = _mm512_shuffle_ps(t[i], t[i + 2], 0x44);
+      r[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], 0xEE);
+      r[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+      r[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+    }
+    for (int i = 0; i < 4; ++i) {
+      t[i] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0x88);
+      t[i + 4] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0x88);
+      t[i + 8] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0xDD);
+      t[i + 12] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0xDD);
+    }
+    for (int i = 0; i < 4; ++i) {
+      r[i] = _mm512_shuffle_f32x4(t[i], t[i + 4], 0x88);
+      r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 4], 0xDD);
+      r[i + 4] = _mm512_shuffle_f32x4(t[i + 8], t[i + 12], 0x88);
+      r[i + 12] = _mm512_shuffle_f32x4(t[i + 8], t[i + 12], 0xDD);
+    }
+    for (int i = 0; i < 16; ++i) _mm512_storeu_ps(dst + i * dst_stride, r[i]);
+    return;
+  }
+#endif
+  for (int c = 0; c < cols; ++c)
+    for (int r = 0; r < rows; ++r) dst[c * dst_stride + r] = src[r * src_stride + c];
+}
+
+// Batch chunk: a panel of `features` x BC floats should fit L2 (1 MB/core here).
+// Halving it (down to min_bc) to give every thread its own chunk pays off for
+// SpMM (min_bc 32, see SpMMImpl); SDDMM prefers longer rows (min_bc 64).
+// The BC/kLanes accumulators must fit the vector registers: 8 of 32 zmm
+// (AVX-512), 8 of 16 ymm (AVX2), 8 of 16 xmm (SSE).
+#if defined(__AVX512F__)
+constexpr int kMaxChunk = 128;
+#elif defined(__AVX2__)
+constexpr int kMaxChunk = 64;
+#else
+constexpr int kMaxChunk = 32;
+#endif
+
+int ChooseChunk(int64_t batch, int64_t features, int num_threads, int min_bc) {
+  int bc = std::min(kMaxChunk, features * 128 * 4 <= (512 << 10) ? 128 : 64);
+  min_bc = std::min(min_bc, bc);
+  while (bc > 16 && bc / 2 >= batch) bc /= 2;
+  while (bc > min_bc && (batch + bc - 1) / bc < num_threads) bc /= 2;
+  return bc;
+}
+
+// P[chunk][f][bc] = in[chunk * bc + b][f], zero-padded past the batch.
+void Pack(const float* in, int64_t batch, int64_t features, int bc, float* panel,
+          int num_threads, const ParallelFor& pfor) {
+  const int64_t chunks = (batch + bc - 1) / bc;
+  const int64_t fblocks = (features + 15) / 16;
+  const int64_t total = chunks * fblocks;
+  const int64_t per = (total + num_threads - 1) / num_threads;
+  pfor((total + per - 1) / per, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0 * per; t < std::min(total, t1 * per); ++t) {
+      const int64_t c = t / fblocks, f0 = (t % fblocks) * 16;
+      const int cols = static_cast<int>(std::min<int64_t>(16, features - f0));
+      float* dst = panel + c * features * bc + f0 * bc;
+      for (int b0 = 0; b0 < bc; b0 += 16) {
+        const int64_t row = c * bc + b0;
+        const int rows = static_cast<int>(std::max<int64_t>(0, std::min<int64_t>(16, batch - row)));
+        if (rows < 16)
+          for (int f = 0; f < cols; ++f) std::memset(dst + f * bc + b0, 0, 16 * sizeof(float));
+        if (rows > 0)
+          TransposeBlock(in + row * features + f0, features, dst + b0, bc, rows, cols);
+      }
+    }
+  });
+}
+
+// Splits [0, outer) into `parts` ranges of about equal nonzeros + per-column
+// overhead, at multiples of 16 so output tiles stay whole.
+std::vector<int64_t> Split(const int32_t* ptr, int64_t outer, int parts) {
+  std::vector<int64_t> bounds(parts + 1, outer);
+  bounds[0] = 0;
+  const double overhead = 4.0;  // cost of one column in units of one nonzero
+  const double total = ptr[outer] + overhead * outer;
+  int64_t o = 0;
+  for (int p = 1; p < parts; ++p) {
+    const double target = total * p / parts;
+    while (o < outer && ptr[o] + overhead * o < target) ++o;
+    bounds[p] = std::min(outer, (o + 15) / 16 * 16);
+  }
+  for (int p = 1; p <= parts; ++p) bounds[p] = std::max(bounds[p], bounds[p - 1]);
+  return bounds;
+}
+
+template <int BC>
+void SpMMRange(const float* panel, int64_t batch, const Compressed& s,
+               const float* values, int64_t o0, int64_t o1, float* out) {
+  constexpr int NV = BC / kLanes;
+  alignas(64) float tile[16 * BC];
+  const int64_t chunks = (batch + BC - 1) / BC;
+  for (int64_t c = 0; c < chunks; ++c) {
+    const float* p = panel + c * s.inner * BC;
+    const int64_t b_begin = c * BC;
+    const int64_t rows = std::min<int64_t>(BC, batch - b_begin);
+    for (int64_t ob = o0; ob < o1; ob += 16) {
+      const int cols = static_cast<int>(std::min<int64_t>(16, o1 - ob));
+      for (int i = 0; i < cols; ++i) {
+        vec acc[NV];
+        for (int v = 0; v < NV; ++v) acc[v] = vec{};
+        const int32_t end = s.ptr[ob + i + 1];
+        for (int32_t j = s.ptr[ob + i]; j < end; ++j) {
+          const vec w = Splat(values[j]);
+          const float* x = p + static_cast<int64_t>(s.idx[j]) * BC;
+          for (int v = 0; v < NV; ++v) acc[v] += w * Load(x + kLanes * v);
+        }
+        for (int v = 0; v < NV; ++v) Store(tile + i * BC + kLanes * v, acc[v]);
+      }
+      for (int64_t b0 = 0; b0 < rows; b0 += 16)
+        TransposeBlock(tile + b0, BC, out + (b_begin + b0) * s.outer + ob, s.outer,
+                       cols, static_cast<int>(std::min<int64_t>(16, rows - b0)));
+    }
+  }
+}
+
+template <int BC>
+void SDDMMRange(const float* xpanel, const float* dypanel, int64_t batch,
+                const Compressed& s, int64_t o0, int64_t o1, float* dvalues,
+                bool accumulate) {
+  constexpr int NV = BC / kLanes;
+  const int64_t chunks = (batch + BC - 1) / BC;
+  for (int64_t c = 0; c < chunks; ++c) {
+    const float* xp = xpanel + c * s.inner * BC;
+    const float* dp = dypanel + c * s.outer * BC;
+    for (int64_t o = o0; o < o1; ++o) {
+      vec dy[NV];
+      for (int v = 0; v < NV; ++v) dy[v] = Load(dp + o * BC + kLanes * v);
+      const int32_t end = s.ptr[o + 1];
+      for (int32_t j = s.ptr[o]; j < end; ++j) {
+        const float* x = xp + static_cast<int64_t>(s.idx[j]) * BC;
+        vec acc = dy[0] * Load(x);
+        for (int v = 1; v < NV; ++v) acc += dy[v] * Load(x + kLanes * v);
+        const float d = HorizontalSum(acc);
+        dvalues[j] = (c == 0 && !accumulate) ? d : dvalues[j] + d;
+      }
+    }
+  }
+}
+
+// Values of S in S's own entry order (CSR entries read their CSC value through perm).
+const float* GatherValues(const Compressed& s, int num_threads, const ParallelFor& pfor,
+                          const Allocate& allocate) {
+  float* g = allocate(s.nnz);
+  if (g == nullptr) return nullptr;
+  const int64_t per = (s.nnz + num_threads - 1) / num_threads;
+  pfor(num_threads, [&](int64_t t0, int64_t t1) {
+    for (int64_t j = t0 * per; j < std::min(s.nnz, t1 * per); ++j) g[j] = s.values[s.perm[j]];
+  });
+  return g;
+}
+
+// Threads split the batch chunks when there are enough of them: each thread
+// packs the panel it alone reads (it stays in its core's L2) and no barrier is
+// needed between packing and multiplying. Otherwise they split the outputs.
+template <int BC>
+void SpMMImpl(const float* in, int64_t batch, const Compressed& s, float* out,
+              int num_threads, const ParallelFor& pfor, const Allocate& allocate) {
+  const int64_t chunks = (batch + BC - 1) / BC;
+  float* panel = allocate(chunks * s.inner * BC);
+  // CSR entries read their CSC value through perm: gather them once, in order
+  // (reading values[perm[j]] in the kernel misses cache when nnz is large).
+  const float* values =
+      s.perm != nullptr ? GatherValues(s, num_threads, pfor, allocate) : s.values;
+  if (panel == nullptr || values == nullptr) return;  // allocation failed: status is set
+  if (chunks >= num_threads) {
+    pfor(chunks, [&](int64_t c0, int64_t c1) {
+      for (int64_t c = c0; c < c1; ++c) {
+        const int64_t rows = std::min<int64_t>(BC, batch - c * BC);
+        float* p = panel + c * s.inner * BC;
+        Pack(in + c * BC * s.inner, rows, s.inner, BC, p, 1, SerialFor);
+        SpMMRange<BC>(p, rows, s, values, 0, s.outer, out + c * BC * s.outer);
+      }
+    });
+    return;
+  }
+  Pack(in, batch, s.inner, BC, panel, num_threads, pfor);
+  const std::vector<int64_t> bounds = Split(s.ptr, s.outer, num_threads);
+  pfor(num_threads, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t)
+      SpMMRange<BC>(panel, batch, s, values, bounds[t], bounds[t + 1], out);
+  });
+}
+
+template <int BC>
+void SDDMMImpl(const float* x, const float* dy, int64_t batch, const Compressed& s,
+               float* dvalues, int num_threads, const ParallelFor& pfor,
+               const Allocate& allocate) {
+  const int64_t chunks = (batch + BC - 1) / BC;
+  float* xpanel = allocate(chunks * s.inner * BC);
+  float* dypanel = allocate(chunks * s.outer * BC);
+  if (xpanel == nullptr || dypanel == nullptr) return;
+  if (chunks >= num_threads) {
+    // Each task sums its chunks into its own buffer; the buffers are added at the end.
+    const int64_t tasks = num_threads;
+    const int64_t per = (chunks + tasks - 1) / tasks;
+    float* partial = allocate(tasks * s.nnz);
+    if (partial == nullptr) return;
+    pfor(tasks, [&](int64_t t0, int64_t t1) {
+      for (int64_t t = t0; t < t1; ++t) {
+        float* dst = t == 0 ? dvalues : partial + t * s.nnz;
+        const int64_t c_end = std::min(chunks, (t + 1) * per);
+        if (t * per >= c_end) std::memset(dst, 0, s.nnz * sizeof(float));
+        for (int64_t c = t * per; c < c_end; ++c) {
+          const int64_t rows = std::min<int64_t>(BC, batch - c * BC);
+          float* xp = xpanel + c * s.inner * BC;
+          float* dp = dypanel + c * s.outer * BC;
+          Pack(x + c * BC * s.inner, rows, s.inner, BC, xp, 1, SerialFor);
+          Pack(dy + c * BC * s.outer, rows, s.outer, BC, dp, 1, SerialFor);
+          SDDMMRange<BC>(xp, dp, rows, s, 0, s.outer, dst, c > t * per);
+        }
+      }
+    });
+    if (tasks > 1) {
+      const int64_t vper = (s.nnz + 16 * num_threads - 1) / (16 * num_threads) * 16;
+      pfor(num_threads, [&](int64_t t0, int64_t t1) {
+        for (int64_t j = t0 * vper; j < std::min(s.nnz, t1 * vper); ++j) {
+          float sum = dvalues[j];
+          for (int64_t t = 1; t < tasks; ++t) sum += partial[t * s.nnz + j];
+          dvalues[j] = sum;
+        }
+      });
+    }
+    return;
+  }
+  Pack(x, batch, s.inner, BC, xpanel, num_threads, pfor);
+  Pack(dy, batch, s.outer, BC, dypanel, num_threads, pfor);
+  const std::vector<int64_t> bounds = Split(s.ptr, s.outer, num_threads);
+  pfor(num_threads, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t)
+      SDDMMRange<BC>(xpanel, dypanel, batch, s, bounds[t], bounds[t + 1],
+                     dvalues, false);
+  });
+}
+
+}  // namespace
+
+void SpMM(const float* in, int64_t batch, const Compressed& s, float* out,
+          int num_threads, const ParallelFor& pfor, const Allocate& allocate) {
+  if (batch == 0 || s.outer == 0) return;
+  if (s.nnz == 0 || s.inner == 0) {
+    std::memset(out, 0, batch * s.outer * sizeof(float));
+    return;
+  }
+  num_threads = std::max(1, num_threads);
+  switch (ChooseChunk(batch, s.inner, num_threads, 32)) {
+    case 16: return SpMMImpl<16>(in, batch, s, out, num_threads, pfor, allocate);
+    case 32: return SpMMImpl<32>(in, batch, s, out, num_threads, pfor, allocate);
+    case 64: return SpMMImpl<64>(in, batch, s, out, num_threads, pfor, allocate);
+    default: return SpMMImpl<128>(in, batch, s, out, num_threads, pfor, allocate);
+  }
+}
+
+void SDDMM(const float* x, const float* dy, int64_t batch, const Compressed& s,
+           float* dvalues, int num_threads, const ParallelFor& pfor,
+           const Allocate& allocate) {
+  if (s.nnz == 0) return;
+  if (batch == 0) {
+    std::memset(dvalues, 0, s.nnz * sizeof(float));
+    return;
+  }
+  num_threads = std::max(1, num_threads);
+  switch (ChooseChunk(batch, std::max(s.inner, s.outer), num_threads, 64)) {
+    case 16: return SDDMMImpl<16>(x, dy, batch, s, dvalues, num_threads, pfor, allocate);
+    case 32: return SDDMMImpl<32>(x, dy, batch, s, dvalues, num_threads, pfor, allocate);
+    case 64: return SDDMMImpl<64>(x, dy, batch, s, dvalues, num_threads, pfor, allocate);
+    default: return SDDMMImpl<128>(x, dy, batch, s, dvalues, num_threads, pfor, allocate);
+  }
+}
+
+}  // namespace SOS_KERNEL_NS
+}  // namespace sos

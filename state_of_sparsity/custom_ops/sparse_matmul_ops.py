@@ -1,0 +1,122 @@
+"""Loads the compiled sparse-weight matmul ops, wraps them and registers their gradient."""
+
+import pathlib
+
+import tensorflow as tf
+
+from state_of_sparsity.custom_ops import sparse_format
+
+BUILD_COMMAND = (
+    'pip install "tensorflow>=2.21,<2.22" && pip install --no-build-isolation .'
+    "  (or, in a source checkout, `python setup.py build_ext --inplace`)"
+)
+# setuptools names the library with the interpreter's extension suffix.
+LIBRARY_DIR = pathlib.Path(__file__).resolve().parent
+LIBRARY_GLOB = "_sparse_matmul_ops*.so"
+
+_library = None
+
+
+def load_library():
+    """The op library, loaded once; ImportError naming the build command if it is missing."""
+    global _library
+    if _library is None:
+        candidates = sorted(LIBRARY_DIR.glob(LIBRARY_GLOB))
+        if not candidates:
+            raise ImportError(
+                f"The sparse-matmul op library ({LIBRARY_GLOB}) was not found in "
+                f"{LIBRARY_DIR}: it is compiled when the package is installed. Build it "
+                f"with: {BUILD_COMMAND}"
+            )
+        _library = tf.load_op_library(str(candidates[-1]))
+    return _library
+
+
+def sparse_matmul(x, weight):
+    """`x @ W` for dense `x` [..., K] and a `SparseWeight` W [K, N]; differentiable in x and values.
+
+    Example:
+    ```python
+    w = SparseWeight.from_dense(np.array([[0., 2.], [3., 0.]], "float32"))
+    sparse_matmul(tf.ones([1, 2]), w)  # [[3., 2.]]
+    ```
+    """
+    x = _float32("x", x)
+    _check_features("x", x, weight.shape[0], "rows of the weight")
+    return load_library().sos_sparse_matmul(
+        x, weight.values, weight.col_ptr, weight.row_idx,
+        weight.row_ptr, weight.col_idx, weight.perm,
+    )
+
+
+def sparse_matmul_grad_input(dy, weight):
+    """`dy @ Wᵀ` [..., K] for `dy` [..., N]: the backward pass to the input."""
+    dy = _float32("dy", dy)
+    _check_features("dy", dy, weight.shape[1], "columns of the weight")
+    return load_library().sos_sparse_matmul_grad_input(
+        dy, weight.values, weight.row_ptr, weight.col_idx, weight.perm
+    )
+
+
+def sparse_matmul_grad_values(x, dy, weight):
+    """`(xᵀ @ dy)` at W's nonzeros, in `weight.values` order: the update pass (SDDMM)."""
+    return load_library().sos_sparse_matmul_grad_values(
+        _float32("x", x), _float32("dy", dy), weight.col_ptr, weight.row_idx
+    )
+
+
+def gather_nonzeros(kernel, weight):
+    """The values of `weight` (CSC order) read from a dense `kernel` [K, N]; differentiable in `kernel`.
+
+    Only `weight`'s structure is used. `tf.gather` on the flattened kernel does
+    the same, but it and its IndexedSlices gradient take longer than the
+    sparse matmul they feed; this op walks the kernel row by row.
+    """
+    return load_library().sos_gather_nonzeros(
+        _float32("kernel", kernel), weight.row_ptr, weight.col_idx, weight.perm
+    )
+
+
+@tf.RegisterGradient("SosGatherNonzeros")
+def _gather_nonzeros_grad(op, dvalues):
+    kernel, row_ptr, col_idx, perm = op.inputs
+    dkernel = load_library().sos_scatter_nonzeros(dvalues, row_ptr, col_idx, perm, kernel)
+    return [dkernel, None, None, None]
+
+
+@tf.RegisterGradient("SosSparseMatmul")
+def _sparse_matmul_grad(op, dy):
+    x, values, col_ptr, row_idx, row_ptr, col_idx, perm = op.inputs
+    lib = load_library()
+    dx = lib.sos_sparse_matmul_grad_input(dy, values, row_ptr, col_idx, perm)
+    dvalues = lib.sos_sparse_matmul_grad_values(x, dy, col_ptr, row_idx)
+    return [dx, dvalues, None, None, None, None, None]
+
+
+def _float32(name, tensor):
+    tensor = tf.convert_to_tensor(tensor)
+    if tensor.dtype != tf.float32:
+        raise TypeError(
+            f"`{name}` must be float32 (cast it first; the op has a float32 kernel only). "
+            f"Received: {name}.dtype={tensor.dtype.name}"
+        )
+    return tensor
+
+
+def _check_features(name, tensor, expected, what):
+    last = tensor.shape[-1] if tensor.shape.rank else None
+    if tensor.shape.rank is not None and tensor.shape.rank < 2:
+        raise ValueError(
+            f"`{name}` must have rank >= 2 ([..., features]). Received: "
+            f"{name}.shape={tuple(tensor.shape)}"
+        )
+    if last is not None and expected is not None and last != expected:
+        raise ValueError(
+            f"The last dimension of `{name}` must be {expected} ({what}). Received: "
+            f"{name}.shape={tuple(tensor.shape)}"
+        )
+
+
+SparseWeight = sparse_format.SparseWeight
+
+load_library()  # fail at import, with the build command, rather than at first use
