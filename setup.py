@@ -3,6 +3,7 @@
 import os
 import pathlib
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -70,6 +71,11 @@ class BuildTensorFlowOps(build_ext):
                 objects.append(obj)
             _run_parallel(jobs)
             _run_parallel([[cxx, "-shared", *objects, "-o", str(output), *link_flags]])
+        # Also place the library beside the sources (like --inplace): pip builds in the
+        # checkout, and tests or `python -m` run from it import the source package.
+        in_tree = ROOT / pathlib.Path(self.get_ext_filename(ext.name))
+        if in_tree.parent.is_dir() and in_tree.resolve() != output.resolve():
+            shutil.copy2(output, in_tree)
 
 
 def _run_parallel(commands):

@@ -77,14 +77,12 @@ def gather_nonzeros(kernel, weight):
     )
 
 
-@tf.RegisterGradient("SosGatherNonzeros")
 def _gather_nonzeros_grad(op, dvalues):
     kernel, row_ptr, col_idx, perm = op.inputs
     dkernel = load_library().sos_scatter_nonzeros(dvalues, row_ptr, col_idx, perm, kernel)
     return [dkernel, None, None, None]
 
 
-@tf.RegisterGradient("SosSparseMatmul")
 def _sparse_matmul_grad(op, dy):
     x, values, col_ptr, row_idx, row_ptr, col_idx, perm = op.inputs
     lib = load_library()
@@ -120,3 +118,16 @@ def _check_features(name, tensor, expected, what):
 SparseWeight = sparse_format.SparseWeight
 
 load_library()  # fail at import, with the build command, rather than at first use
+
+
+def _register_gradient(op_name, function):
+    # Idempotent: a failed import of the package (e.g. library missing) is retried
+    # by the next import, which would otherwise register the gradient twice.
+    try:
+        tf.RegisterGradient(op_name)(function)
+    except KeyError:
+        pass
+
+
+_register_gradient("SosGatherNonzeros", _gather_nonzeros_grad)
+_register_gradient("SosSparseMatmul", _sparse_matmul_grad)
