@@ -27,6 +27,8 @@ class PruningCallback(keras.callbacks.Callback):
     Args:
       log_dir: optional TensorBoard directory for `sparsity/global` and
         `sparsity/<layer name>` scalars.
+      update: False only logs, leaving masks and penalty weights as they are
+        (scratch / lottery-ticket runs with fixed masks).
 
     Example:
     ```python
@@ -34,7 +36,7 @@ class PruningCallback(keras.callbacks.Callback):
     ```
     """
 
-    def __init__(self, log_dir=None):
+    def __init__(self, log_dir=None, update=True):
         super().__init__()
         if log_dir and importlib.util.find_spec("tensorboard") is None:
             # tf.summary would only fail at the first scalar, after a whole epoch.
@@ -43,6 +45,7 @@ class PruningCallback(keras.callbacks.Callback):
                 f"the `tensorboard` package: `pip install tensorboard`. Received: log_dir={log_dir!r}"
             )
         self.log_dir = log_dir
+        self.update = update
         self._updater = None
         self._writer = None
 
@@ -67,12 +70,14 @@ class PruningCallback(keras.callbacks.Callback):
                 "or build it from Sparse* layers."
             )
         # Masks due at the current step (e.g. begin_step=0) apply before the first batch.
-        self._updater(optimizer.iterations.value)
+        if self.update:
+            self._updater(optimizer.iterations.value)
         if self.log_dir and self._writer is None:
             self._writer = tf.summary.create_file_writer(self.log_dir)
 
     def on_train_batch_end(self, batch, logs=None):
-        self._updater(self.model.optimizer.iterations.value)
+        if self.update:
+            self._updater(self.model.optimizer.iterations.value)
 
     def on_epoch_end(self, epoch, logs=None):
         sparsity = report.sparsity_report(self.model)

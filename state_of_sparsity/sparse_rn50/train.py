@@ -30,6 +30,25 @@ def create_strategy(name):
     return tf.distribute.get_strategy()
 
 
+def is_chief(strategy):
+    """Whether this process writes checkpoints, summaries and results (always, unless multi-worker)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    return resolver.task_type == "chief" or (
+        not has_chief and resolver.task_type == "worker" and resolver.task_id == 0
+    )
+
+
+def worker_dir(directory, strategy):
+    """`directory` on the chief; a per-worker scratch directory elsewhere (the multi-worker recipe)."""
+    if is_chief(strategy):
+        return directory
+    resolver = strategy.cluster_resolver
+    return os.path.join(directory, f"workertemp_{resolver.task_type}_{resolver.task_id}")
+
+
 def build_model(config):
     """The dense variant of `config.model`, sparsified by the configured technique."""
     model = model_lib.create_model(
@@ -156,29 +175,36 @@ class ProgressLogger(keras.callbacks.Callback):
         return int(self.model.optimizer.iterations.numpy())
 
 
-def train(config, model):
-    """Trains until `config.train_steps`, resuming from the latest checkpoint in `output_dir`."""
+def train(config, model, strategy=None):
+    """Trains until `config.train_steps`, resuming from the latest checkpoint in `output_dir`.
+
+    With several workers every one saves (collective ops need it) but only the
+    chief into `output_dir`; the others use scratch directories.
+    """
+    strategy = strategy or tf.distribute.get_strategy()
+    output_dir = worker_dir(config.output_dir, strategy)
     checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
+    latest = tf.train.latest_checkpoint(config.output_dir)
     manager = tf.train.CheckpointManager(
-        checkpoint, config.output_dir, max_to_keep=None, checkpoint_name=CHECKPOINT_NAME
+        checkpoint, output_dir, max_to_keep=None, checkpoint_name=CHECKPOINT_NAME
     )
-    if manager.latest_checkpoint:
-        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-        logging.info("Resumed from %s.", manager.latest_checkpoint)
+    if latest:
+        checkpoint.restore(latest).assert_existing_objects_matched()
+        logging.info("Resumed from %s.", latest)
     step = int(model.optimizer.iterations.numpy())
     steps_per_loop = min(config.steps_per_checkpoint, config.train_steps)
     epochs = math.ceil(config.train_steps / steps_per_loop)
     if step >= config.train_steps:
         logging.info("Already trained for %d steps.", step)
         return {}
-    log_dir = os.path.join(config.output_dir, "train")
+    log_dir = os.path.join(output_dir, "train")
     callbacks = [
         keras.callbacks.TensorBoard(log_dir, update_freq=config.steps_per_log, write_graph=False),
         ProgressLogger(config.steps_per_log, config.train_batch_size),
         CheckpointCallback(manager, config.train_steps),
     ]
-    if config.technique is not None and config.pruning_method != "scratch":
-        callbacks.insert(0, sos.PruningCallback(log_dir=log_dir))
+    if config.technique is not None:  # scratch masks are fixed: summaries only
+        callbacks.insert(0, sos.PruningCallback(log_dir=log_dir, update=config.pruning_method != "scratch"))
     history = model.fit(
         create_dataset(config, "train", training=True),
         epochs=epochs,
@@ -191,7 +217,7 @@ def train(config, model):
     return {name: values[-1] for name, values in history.history.items()}
 
 
-def evaluate(config, model, checkpoint_path=None):
+def evaluate(config, model, checkpoint_path=None, strategy=None):
     """Top-1, top-5 and global sparsity on the eval split; written to eval_results.json."""
     if checkpoint_path:
         # Every model variable must come from the checkpoint: a run of another
@@ -222,7 +248,9 @@ def evaluate(config, model, checkpoint_path=None):
     name = EVAL_RESULTS_FILE
     if config.technique == "variational_dropout":  # one file per threshold, like the original's eval names
         name = f"eval_results_{int(config.log_alpha_threshold * 10)}.json"
-    path = os.path.join(config.output_dir, name)
+    results_dir = worker_dir(config.output_dir, strategy or tf.distribute.get_strategy())
+    os.makedirs(results_dir, exist_ok=True)
+    path = os.path.join(results_dir, name)
     tmp_path = path + ".tmp"
     with open(tmp_path, "w") as f:
         json.dump(metrics, f, indent=2)
@@ -276,16 +304,17 @@ def train_and_evaluate(config):
     keras.mixed_precision.set_global_policy(config.precision)
     try:
         os.makedirs(config.output_dir, exist_ok=True)
-        with create_strategy(config.distribution_strategy).scope():
+        strategy = create_strategy(config.distribution_strategy)
+        with strategy.scope():
             model = build_model(config)
             compile_model(model, config)
         metrics = {}
         if config.mode in ("train", "train_and_eval"):
             warm_start(config, model)
-            metrics["train"] = train(config, model)
+            metrics["train"] = train(config, model, strategy)
         if config.mode in ("eval", "eval_once", "train_and_eval"):
             path = None if config.mode == "train_and_eval" else checkpoint_to_evaluate(config)
-            metrics["eval"] = evaluate(config, model, path)
+            metrics["eval"] = evaluate(config, model, path, strategy)
         return metrics
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)

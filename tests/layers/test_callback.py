@@ -129,3 +129,13 @@ def test_log_dir_without_tensorboard_fails_at_construction(monkeypatch):
                         lambda name, *a: None if name == "tensorboard" else real_find_spec(name, *a))
     with pytest.raises(ValueError, match="needs the `tensorboard` package.*Received: log_dir='logs'"):
         sos.PruningCallback(log_dir="logs")
+
+
+def test_update_false_only_logs_and_keeps_fixed_masks(tmp_path):
+    model = pruned_model()
+    for layer in model.layers:
+        layer.mask.assign(np.zeros(layer.mask.shape))
+    history = model.fit(X, Y, batch_size=8, epochs=2, verbose=0,
+                        callbacks=[sos.PruningCallback(log_dir=str(tmp_path), update=False)])
+    assert history.history["sparsity"] == [1.0, 1.0]
+    assert all(int(layer.last_mask_update_step.numpy()) == -1 for layer in model.layers)

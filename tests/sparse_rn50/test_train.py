@@ -246,3 +246,33 @@ def test_vd_evaluation_uses_the_threshold_flag_not_the_saved_one(data_dir, tmp_p
         assert os.path.exists(tmp_path / f"eval_results_{int(threshold * 10)}.json")
     assert results[0.5] > results[3.0] + 0.1
     assert isinstance(sos.sparsity_report(model)["global"], float)
+
+
+class _FakeResolver:
+    def __init__(self, task_type, task_id, cluster):
+        self.task_type, self.task_id, self._cluster = task_type, task_id, cluster
+
+    def cluster_spec(self):
+        return tf.train.ClusterSpec(self._cluster)
+
+
+class _FakeStrategy:
+    def __init__(self, resolver):
+        self.cluster_resolver = resolver
+
+
+@pytest.mark.parametrize(
+    "task_type, task_id, cluster, chief",
+    [
+        ("worker", 0, {"worker": ["a:1", "b:1"]}, True),
+        ("worker", 1, {"worker": ["a:1", "b:1"]}, False),
+        ("chief", 0, {"chief": ["c:1"], "worker": ["a:1"]}, True),
+        ("worker", 0, {"chief": ["c:1"], "worker": ["a:1"]}, False),
+    ],
+)
+def test_only_the_chief_writes_into_output_dir(task_type, task_id, cluster, chief):
+    strategy = _FakeStrategy(_FakeResolver(task_type, task_id, cluster))
+    assert train.is_chief(strategy) is chief
+    expected = "/out" if chief else f"/out/workertemp_{task_type}_{task_id}"
+    assert train.worker_dir("/out", strategy) == expected
+    assert train.is_chief(tf.distribute.get_strategy())
