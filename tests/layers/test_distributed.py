@@ -29,6 +29,14 @@ SCRIPT = textwrap.dedent("""
             replicas = [v.numpy() for v in strategy.experimental_local_results(layer.mask.value)]
             same = all(np.array_equal(replicas[0], r) for r in replicas)
             print("RESULT", technique, layer.name, len(replicas), same, replicas[0].mean())
+    # Variational dropout noise: independent per replica for identical inputs.
+    with strategy.scope():
+        layer = sos.SparseDense(3, technique=sos.VariationalDropout(sos.ConstantPenalty(0.0)))
+        layer.build((None, 4))
+        layer.log_sigma2.assign(np.zeros((4, 3), np.float32))
+    outputs = strategy.run(tf.function(lambda: layer(tf.ones([2, 4]), training=True)))
+    first, second = [v.numpy() for v in strategy.experimental_local_results(outputs)]
+    print("NOISE", bool(np.allclose(first, second)))
 """)
 
 
@@ -39,6 +47,7 @@ def test_masks_agree_across_replicas_and_reach_target_for_both_techniques():
     assert result.returncode == 0, result.stderr[-3000:]
     rows = [line.split()[1:] for line in result.stdout.splitlines() if line.startswith("RESULT")]
     assert len(rows) == 4
+    assert "NOISE False" in result.stdout  # the two replicas drew different VD noise
     for technique, name, replicas, same, kept in rows:
         assert replicas == "2" and same == "True", (technique, name)
         assert abs(float(kept) - 0.2) < 0.02, (technique, name, kept)

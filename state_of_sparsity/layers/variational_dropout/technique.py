@@ -1,6 +1,7 @@
 """Variational dropout (Molchanov et al. 2017) as a technique for any sparse layer."""
 
 import keras
+import tensorflow as tf
 from keras import ops
 
 from state_of_sparsity import sparsity_rules
@@ -79,8 +80,8 @@ class VariationalDropout(penalized.PenalizedTechnique):
         mean = op(inputs, weight)
         variance = layer._variance_op(inputs, ops.exp(log_sigma2))
         std = ops.sqrt(variance + vd_math.EPSILON)
-        noise = keras.random.normal(
-            layer._noise_shape(mean), dtype="float32", seed=layer.sparsity_seed_generator
+        noise = tf.random.stateless_normal(
+            layer._noise_shape(mean), seed=_replica_seed(layer.sparsity_seed_generator)
         )
         return mean + ops.cast(std * noise, mean.dtype)
 
@@ -98,6 +99,20 @@ class VariationalDropout(penalized.PenalizedTechnique):
             "clip_alpha": self.clip_alpha,
             "log_sigma2_initializer": self.log_sigma2_initializer,
         }
+
+
+def _replica_seed(seed_generator):
+    """The generator's next seed, offset by the replica id so replicas draw independent noise.
+
+    The seed state is mirrored, so without the offset every replica would
+    repeat replica 0's noise and correlate the LRT estimates across replicas.
+    """
+    seed = tf.cast(seed_generator.next(), tf.int64)
+    context = tf.distribute.get_replica_context()
+    if context is not None and context.num_replicas_in_sync > 1:
+        replica = tf.cast(context.replica_id_in_sync_group, tf.int64)
+        seed = seed + tf.stack([tf.constant(0, tf.int64), replica])
+    return seed
 
 
 def set_log_alpha_threshold(model, threshold):
