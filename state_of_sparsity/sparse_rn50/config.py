@@ -73,6 +73,8 @@ class Config:
     steps_per_checkpoint: int = 1000
     steps_per_log: int = 100
     checkpoint_step: int = -1
+    # --mode=eval waits this long for a new checkpoint before it stops.
+    eval_timeout_s: int = 3600
     load_mask_dir: str = ""
     initial_value_checkpoint: str = ""
     init_method: str = "baseline"

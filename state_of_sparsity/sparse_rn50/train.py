@@ -280,8 +280,8 @@ def warm_start(config, model):
 
 
 def checkpoint_to_evaluate(config):
-    """`model.ckpt-<checkpoint_step>` for eval_once, else the latest checkpoint."""
-    if config.mode == "eval_once" and config.checkpoint_step >= 0:
+    """`model.ckpt-<checkpoint_step>`, or the latest checkpoint when the step is -1."""
+    if config.checkpoint_step >= 0:
         path = os.path.join(config.output_dir, f"{CHECKPOINT_NAME}-{config.checkpoint_step}")
         if not tf.io.gfile.exists(path + ".index"):
             raise ValueError(
@@ -295,6 +295,25 @@ def checkpoint_to_evaluate(config):
             f"No checkpoint to evaluate in --output_dir={config.output_dir!r}: train first."
         )
     return latest
+
+
+def evaluate_continuously(config, model, strategy):
+    """--mode=eval: evaluates each new checkpoint as training writes it (the original's eval job).
+
+    Stops after the checkpoint of `train_steps`, or when no new checkpoint
+    appears for `eval_timeout_s` seconds. Returns the last metrics.
+    """
+    metrics = None
+    for path in tf.train.checkpoints_iterator(config.output_dir, timeout=config.eval_timeout_s):
+        metrics = evaluate(config, model, path, strategy)
+        if metrics["step"] >= config.train_steps:
+            break
+    if metrics is None:
+        raise ValueError(
+            f"No checkpoint appeared in --output_dir={config.output_dir!r} within "
+            f"--eval_timeout_s={config.eval_timeout_s}."
+        )
+    return metrics
 
 
 def train_and_evaluate(config):
@@ -312,7 +331,9 @@ def train_and_evaluate(config):
         if config.mode in ("train", "train_and_eval"):
             warm_start(config, model)
             metrics["train"] = train(config, model, strategy)
-        if config.mode in ("eval", "eval_once", "train_and_eval"):
+        if config.mode == "eval":
+            metrics["eval"] = evaluate_continuously(config, model, strategy)
+        elif config.mode in ("eval_once", "train_and_eval"):
             path = None if config.mode == "train_and_eval" else checkpoint_to_evaluate(config)
             metrics["eval"] = evaluate(config, model, path, strategy)
         return metrics

@@ -276,3 +276,14 @@ def test_only_the_chief_writes_into_output_dir(task_type, task_id, cluster, chie
     expected = "/out" if chief else f"/out/workertemp_{task_type}_{task_id}"
     assert train.worker_dir("/out", strategy) == expected
     assert train.is_chief(tf.distribute.get_strategy())
+
+
+def test_eval_mode_evaluates_checkpoints_until_the_last_step(data_dir, tmp_path):
+    train.train_and_evaluate(tiny_config(data_dir, str(tmp_path), mode="train", pruning_method="threshold"))
+    metrics = train.train_and_evaluate(tiny_config(data_dir, str(tmp_path), mode="eval",
+                                                   pruning_method="threshold", eval_timeout_s=1))
+    assert metrics["eval"]["step"] == 3 and metrics["eval"]["checkpoint"].endswith("model.ckpt-3")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ValueError, match="No checkpoint appeared in --output_dir=.*within --eval_timeout_s=1"):
+        train.train_and_evaluate(tiny_config(data_dir, str(empty), mode="eval", eval_timeout_s=1))
