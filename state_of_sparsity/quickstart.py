@@ -17,14 +17,12 @@ Writes `results.csv`, `results.png` and one TensorBoard directory per
 technique to --output_dir.
 """
 
-import contextlib
 import csv
 import dataclasses
 import math
 import os
 import sys
 import time
-import uuid
 
 import keras
 import numpy as np
@@ -34,6 +32,7 @@ from absl import logging
 from matplotlib.figure import Figure
 
 import state_of_sparsity
+from state_of_sparsity import atomic_write
 from state_of_sparsity.datasets import fashion_mnist
 
 DENSE = "dense"
@@ -338,7 +337,7 @@ def format_table(rows):
 
 def write_csv(rows, path):
     """Writes the rows to `path` atomically (a reader never sees a partial file)."""
-    with _atomic_path(path) as tmp_path:
+    with atomic_write.atomic_path(path) as tmp_path:
         with open(tmp_path, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
             writer.writeheader()
@@ -365,24 +364,8 @@ def write_plot(rows, config, path):
     axes.set_title(
         f"Fashion-MNIST CNN, {config.epochs} epochs, pruning target {config.sparsity:.0%}"
     )
-    with _atomic_path(path) as tmp_path:
+    with atomic_write.atomic_path(path) as tmp_path:
         figure.savefig(tmp_path, format="png", dpi=100)
-
-
-@contextlib.contextmanager
-def _atomic_path(path):
-    """Yields a fresh temporary path next to `path`, moved onto `path` if the block succeeds."""
-    # Not tempfile.mkstemp: its 0600 mode would stick to the results files.
-    tmp_path = os.path.join(
-        os.path.dirname(os.path.abspath(path)),
-        f".{os.path.basename(path)}.{os.getpid()}.{uuid.uuid4().hex}.tmp",
-    )
-    try:
-        yield tmp_path
-        os.replace(tmp_path, path)
-    finally:
-        if os.path.exists(tmp_path):
-            os.remove(tmp_path)
 
 
 def _compile(model):

@@ -1,5 +1,7 @@
 """Finds the sparse layers of a model, including those inside nested models and layers."""
 
+import collections
+
 from state_of_sparsity.layers import sparse_layers as sparse_layers_lib
 
 
@@ -14,8 +16,8 @@ def sparse_layers(model):
         for layer in model._flatten_layers(include_self=True, recursive=True)
         if isinstance(layer, sparse_layers_lib.SparseLayerMixin) and layer.built
     ]
-    names = [layer.name for layer in layers]
-    duplicates = sorted({name for name in names if names.count(name) > 1})
+    counts = collections.Counter(layer.name for layer in layers)
+    duplicates = sorted(name for name, count in counts.items() if count > 1)
     if duplicates:
         raise ValueError(
             f"Sparse layers of model '{model.name}' must have unique names; these repeat: "

@@ -20,6 +20,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from state_of_sparsity import atomic_write
 from state_of_sparsity.sparse_rn50 import config as config_lib
 from state_of_sparsity.sparse_rn50 import train
 
@@ -75,11 +76,10 @@ def write_results(rows, output_dir):
     """results.csv and a plot of top-1 accuracy against measured sparsity, written atomically."""
     os.makedirs(output_dir, exist_ok=True)
     path = os.path.join(output_dir, "results.csv")
-    with open(path + ".tmp", "w", newline="") as f:
+    with atomic_write.atomic_path(path) as tmp_path, open(tmp_path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
         writer.writeheader()
         writer.writerows(rows)
-    os.replace(path + ".tmp", path)
 
     from matplotlib.figure import Figure
 
@@ -92,8 +92,8 @@ def write_results(rows, output_dir):
     axes.set_ylabel("top-1 test accuracy")
     axes.set_title("Sparse ResNet on Fashion-MNIST")
     axes.legend()
-    figure.savefig(os.path.join(output_dir, "results.png.tmp"), format="png", dpi=100)
-    os.replace(os.path.join(output_dir, "results.png.tmp"), os.path.join(output_dir, "results.png"))
+    with atomic_write.atomic_path(os.path.join(output_dir, "results.png")) as tmp_path:
+        figure.savefig(tmp_path, format="png", dpi=100)
 
 
 def base_config(model, epochs, batch_size, num_train_images, num_eval_images, data_directory, runs_dir):

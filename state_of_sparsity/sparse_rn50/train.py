@@ -10,6 +10,7 @@ import tensorflow as tf
 from absl import logging
 
 import state_of_sparsity as sos
+from state_of_sparsity import atomic_write
 from state_of_sparsity.sparse_rn50 import input_pipeline
 from state_of_sparsity.sparse_rn50 import learning_rate
 from state_of_sparsity.sparse_rn50 import model as model_lib
@@ -251,10 +252,8 @@ def evaluate(config, model, checkpoint_path=None, strategy=None):
     results_dir = worker_dir(config.output_dir, strategy or tf.distribute.get_strategy())
     os.makedirs(results_dir, exist_ok=True)
     path = os.path.join(results_dir, name)
-    tmp_path = path + ".tmp"
-    with open(tmp_path, "w") as f:
+    with atomic_write.atomic_path(path) as tmp_path, open(tmp_path, "w") as f:
         json.dump(metrics, f, indent=2)
-    os.replace(tmp_path, path)
     logging.info("Eval: %s", metrics)
     return metrics
 

@@ -5,6 +5,7 @@ import math
 import numpy as np
 import tensorflow as tf
 
+from state_of_sparsity.layers import sparse_layers
 from state_of_sparsity.layers import walk
 
 # Scope of the original's TF1 ResNet-50 checkpoints (sos_spec 4.3).
@@ -32,7 +33,7 @@ def load_checkpoint_values(model_factory, checkpoint_dir):
     tf.train.Checkpoint(model=source).restore(path).assert_existing_objects_matched().expect_partial()
     values = {}
     for layer in source._flatten_layers(include_self=False, recursive=True):
-        own = layer._trainable_variables + layer._non_trainable_variables
+        own = sparse_layers.own_variables(layer)
         if own:
             values[layer.name] = {v.name: v.numpy() for v in own}
     return values, path
@@ -53,7 +54,7 @@ def copy_values(model, values, select):
     """Assigns `values[layer][variable]` for each variable where `select(name)`; returns the count."""
     copied = 0
     for layer in model._flatten_layers(include_self=False, recursive=True):
-        for variable in layer._trainable_variables + layer._non_trainable_variables:
+        for variable in sparse_layers.own_variables(layer):
             value = values.get(layer.name, {}).get(variable.name)
             if value is not None and select(variable.name):
                 if tuple(value.shape) != tuple(variable.shape):
