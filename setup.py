@@ -103,6 +103,8 @@ setuptools.setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=setuptools.find_packages(include=["state_of_sparsity", "state_of_sparsity.*"]),
+    # The original's shell wrappers ship inside the package, beside the scripts they call.
+    package_data={"state_of_sparsity": ["sparse_rn50/evaluate/*.sh", "sparse_transformer/decode/*.sh"]},
     ext_modules=[
         TensorFlowOpExtension(
             "state_of_sparsity.custom_ops._sparse_matmul_ops",
@@ -123,6 +125,10 @@ setuptools.setup(
         # tfds reads datasets already prepared on disk (sparse_rn50); 4.9.10 needs importlib_resources.
         "tensorflow-datasets>=4.9.7,<5",
         "importlib_resources>=6",
+        # sparse_transformer: Moses tokenisation and BLEU without Perl, and the SWORD Bible reader.
+        "sacrebleu>=2.4,<3",
+        "sacremoses>=0.1,<0.3",
+        "pysword>=0.2.8,<0.3",
     ],
     extras_require={"test": ["pytest>=8,<10"]},
     classifiers=[

@@ -45,6 +45,10 @@ class Config:
     reg_scalar: float = 0.0
     clip_log_alpha: float = 8.0
     log_alpha_threshold: float = 3.0
+    # Not flags of the original: its VD init (sos_spec 6.4) and L0's default gate init.
+    # Short runs learn sparsity faster from a larger log_sigma2 / smaller log_alpha.
+    log_sigma2_init: float = -15.0
+    log_alpha_init: float = 2.197
     is_warm_up: bool = True
     prune_first_layer: bool = True
     prune_last_layer: bool = True

@@ -3,7 +3,6 @@
 import json
 import math
 import os
-import time
 
 import keras
 import tensorflow as tf
@@ -11,6 +10,8 @@ from absl import logging
 
 import state_of_sparsity as sos
 from state_of_sparsity import atomic_write
+from state_of_sparsity import training
+from state_of_sparsity.training import create_strategy, is_chief, worker_dir  # noqa: F401 - re-exported
 from state_of_sparsity.sparse_rn50 import input_pipeline
 from state_of_sparsity.sparse_rn50 import learning_rate
 from state_of_sparsity.sparse_rn50 import model as model_lib
@@ -18,36 +19,6 @@ from state_of_sparsity.sparse_rn50 import warm_start as warm_start_lib
 
 CHECKPOINT_NAME = "model.ckpt"
 EVAL_RESULTS_FILE = "eval_results.json"
-# The paper initialises log_sigma2 at -15 for every ResNet-50 layer (sos_spec 6.4).
-RESNET_LOG_SIGMA2_INIT = -15.0
-
-
-def create_strategy(name):
-    """The tf.distribute strategy named by --distribution_strategy."""
-    if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
-    if name == "multi_worker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    return tf.distribute.get_strategy()
-
-
-def is_chief(strategy):
-    """Whether this process writes checkpoints, summaries and results (always, unless multi-worker)."""
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not resolver.task_type:
-        return True
-    has_chief = "chief" in resolver.cluster_spec().as_dict()
-    return resolver.task_type == "chief" or (
-        not has_chief and resolver.task_type == "worker" and resolver.task_id == 0
-    )
-
-
-def worker_dir(directory, strategy):
-    """`directory` on the chief; a per-worker scratch directory elsewhere (the multi-worker recipe)."""
-    if is_chief(strategy):
-        return directory
-    resolver = strategy.cluster_resolver
-    return os.path.join(directory, f"workertemp_{resolver.task_type}_{resolver.task_id}")
 
 
 def build_model(config):
@@ -81,9 +52,9 @@ def build_model(config):
             schedule = sos.ConstantPenalty(config.reg_scalar)
         if config.technique == "variational_dropout":
             options = {"threshold": config.log_alpha_threshold, "clip_alpha": config.clip_log_alpha,
-                       "log_sigma2_initializer": RESNET_LOG_SIGMA2_INIT}
+                       "log_sigma2_initializer": config.log_sigma2_init}
         else:
-            options = {}
+            options = {"log_alpha_mean": config.log_alpha_init}
     return sos.sparsify(
         model, config.technique, schedule, prune_first_layer=config.prune_first_layer,
         prune_last_layer=config.prune_last_layer, **options,
@@ -128,54 +99,6 @@ def create_dataset(config, split, training):
     return dataset.map(one_hot)
 
 
-class CheckpointCallback(keras.callbacks.Callback):
-    """Saves `model.ckpt-<step>` (model + optimizer) through a CheckpointManager, stops at `last_step`.
-
-    Keras epochs here are checkpoint intervals; the last one may be cut short
-    so training ends exactly at `last_step`.
-    """
-
-    def __init__(self, manager, last_step):
-        super().__init__()
-        self.manager, self.last_step = manager, last_step
-
-    def on_train_batch_end(self, batch, logs=None):
-        if int(self.model.optimizer.iterations.numpy()) >= self.last_step:
-            self.model.stop_training = True
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.manager.save(checkpoint_number=int(self.model.optimizer.iterations.numpy()))
-
-
-class ProgressLogger(keras.callbacks.Callback):
-    """One log line every `every` steps: step, loss, top-1, learning rate, images/s."""
-
-    def __init__(self, every, batch_size):
-        super().__init__()
-        self.every, self.batch_size = every, batch_size
-        self._start = None
-
-    def on_train_batch_begin(self, batch, logs=None):
-        if self._start is None:
-            self._start, self._start_step = time.perf_counter(), self._step()
-
-    def on_train_batch_end(self, batch, logs=None):
-        step = self._step()
-        if step % self.every == 0:
-            elapsed = time.perf_counter() - self._start
-            images_per_second = (step - self._start_step) * self.batch_size / max(elapsed, 1e-9)
-            logs = logs or {}
-            logging.info(
-                "step %d: loss %.4f, top-1 %.4f, lr %.5f, %.1f images/s", step,
-                float(logs.get("loss", float("nan"))), float(logs.get("top_1_accuracy", float("nan"))),
-                float(self.model.optimizer.learning_rate), images_per_second,
-            )
-            self._start, self._start_step = time.perf_counter(), step
-
-    def _step(self):
-        return int(self.model.optimizer.iterations.numpy())
-
-
 def train(config, model, strategy=None):
     """Trains until `config.train_steps`, resuming from the latest checkpoint in `output_dir`.
 
@@ -201,8 +124,8 @@ def train(config, model, strategy=None):
     log_dir = os.path.join(output_dir, "train")
     callbacks = [
         keras.callbacks.TensorBoard(log_dir, update_freq=config.steps_per_log, write_graph=False),
-        ProgressLogger(config.steps_per_log, config.train_batch_size),
-        CheckpointCallback(manager, config.train_steps),
+        training.ProgressLogger(config.steps_per_log, config.train_batch_size),
+        training.CheckpointCallback(manager, config.train_steps),
     ]
     if config.technique is not None:  # scratch masks are fixed: summaries only
         callbacks.insert(0, sos.PruningCallback(log_dir=log_dir, update=config.pruning_method != "scratch"))

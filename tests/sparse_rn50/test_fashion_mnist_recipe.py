@@ -41,7 +41,27 @@ def test_learned_techniques_scale_the_penalty_with_the_target():
     from state_of_sparsity.sparse_rn50 import config as config_lib
 
     base = config_lib.Config(dataset="fashion_mnist", num_train_images=1000, train_steps=100)
-    low, high = (recipe.run_config("l0_regularization", t, base).reg_scalar for t in (0.5, 0.95))
-    assert low == pytest.approx(0.3 / 1000) and high == pytest.approx(10 / 1000)
+    low, high = (recipe.run_config("l0_regularization", t, base) for t in (0.5, 0.95))
+    assert low.reg_scalar == pytest.approx(3 / 1000) and high.reg_scalar == pytest.approx(100 / 1000)
+    assert (low.log_sigma2_init, low.log_alpha_init) == (-8.0, 1.0)
     pruned = recipe.run_config("threshold", 0.8, base)
     assert (pruned.end_sparsity, pruned.sparsity_begin_step, pruned.sparsity_end_step) == (0.8, 10, 60)
+
+
+def test_rerunning_one_technique_keeps_the_other_rows(tmp_path):
+    def row(technique, target, accuracy):
+        return {"technique": technique, "target": target, "reg_scalar": 0.0, "top_1_accuracy": accuracy,
+                "top_5_accuracy": 1.0, "global_sparsity": target, "train_steps": 10, "wall_time_s": 1.0}
+
+    recipe.write_results([row("random", 0.5, 0.1), row("threshold", 0.5, 0.2)], str(tmp_path))
+    recipe.write_results([row("random", 0.5, 0.3), row("random", 0.9, 0.4)], str(tmp_path))
+    with open(tmp_path / "results.csv") as f:
+        rows = [(r["technique"], float(r["target"]), float(r["top_1_accuracy"])) for r in csv.DictReader(f)]
+    assert rows == [("threshold", 0.5, 0.2), ("random", 0.5, 0.3), ("random", 0.9, 0.4)]
+
+
+def test_a_foreign_results_file_is_left_alone(tmp_path):
+    (tmp_path / "results.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(ValueError, match="not a results file"):
+        recipe.write_results([], str(tmp_path))
+    assert (tmp_path / "results.csv").read_text() == "a,b\n1,2\n"
