@@ -7,11 +7,10 @@ Every flag is a field of `config.Config` (same name, same default); flags are
 validated once into that immutable config, and nothing below `main` reads them.
 """
 
-import dataclasses
-
 from absl import app
 from absl import flags
 
+from state_of_sparsity import config_flags
 from state_of_sparsity.sparse_rn50 import config as config_lib
 from state_of_sparsity.sparse_rn50 import model as model_lib
 from state_of_sparsity.sparse_rn50 import train
@@ -27,35 +26,14 @@ _CHOICES = {
 }
 
 
-def _define_flags():
-    """One absl flag per Config field, typed by its default."""
-    for field in dataclasses.fields(config_lib.Config):
-        name, default = field.name, field.default
-        help_text = f"See state_of_sparsity.sparse_rn50.config.Config ({name})."
-        if name in _CHOICES:
-            flags.DEFINE_enum(name, default, list(_CHOICES[name]), help_text)
-        elif isinstance(default, bool):
-            flags.DEFINE_bool(name, default, help_text)
-        elif isinstance(default, int):
-            flags.DEFINE_integer(name, default, help_text)
-        elif isinstance(default, float):
-            flags.DEFINE_float(name, default, help_text)
-        else:
-            flags.DEFINE_string(name, default, help_text)
-
-
-_define_flags()
+config_flags.define_flags(config_lib.Config, _CHOICES)
 flags.DEFINE_alias("data_dir", "data_directory")
 FLAGS = flags.FLAGS
 
 
 def config_from_flags():
     """The validated Config of the parsed flags; bad values become a usage error."""
-    values = {field.name: FLAGS[field.name].value for field in dataclasses.fields(config_lib.Config)}
-    try:
-        return config_lib.Config(**values)
-    except ValueError as error:
-        raise app.UsageError(str(error)) from None
+    return config_flags.config_from_flags(config_lib.Config, FLAGS)
 
 
 def main(argv):
