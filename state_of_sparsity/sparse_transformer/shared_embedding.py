@@ -18,8 +18,15 @@ def _check_mode(layer, mode):
 
 
 def _logits_op(inputs, weight):
-    """h . E^T over the last axis: [..., hidden] x [vocab, hidden] -> [..., vocab]."""
-    return ops.einsum("...d,vd->...v", inputs, ops.cast(weight, inputs.dtype))
+    """h . E^T over the last axis: [..., hidden] x [vocab, hidden] -> [..., vocab].
+
+    A 2-D matmul on flattened positions: TF's gradient of the equivalent
+    broadcasting einsum materialises a [vocab, hidden, batch, length] tensor.
+    """
+    weight = ops.cast(weight, inputs.dtype)
+    flat = ops.reshape(inputs, (-1, ops.shape(inputs)[-1]))
+    logits = ops.matmul(flat, ops.transpose(weight))
+    return ops.reshape(logits, tuple(ops.shape(inputs)[:-1]) + (ops.shape(weight)[0],))
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
