@@ -82,7 +82,8 @@ class MultiHeadAttention(keras.layers.Layer):
         self.value_depth = value_depth
         self.num_heads = num_heads
         self.split_heads = split_heads
-        # One list per component (one layer, or one per head); attributes so Keras tracks them.
+        # One list per component (one layer, or one per head). Each layer is also an attribute of
+        # its own: tf.train.Checkpoint does not follow Keras' tracked lists, and would save nothing.
         for component, depth in (("q", key_depth), ("k", key_depth), ("v", value_depth)):
             if split_heads:
                 layers = [
@@ -92,6 +93,8 @@ class MultiHeadAttention(keras.layers.Layer):
             else:
                 layers = [make_dense(depth, f"{self.name}_{component}")]
             setattr(self, f"{component}_layers", layers)
+            for index, layer in enumerate(layers):
+                setattr(self, f"_{component}_{index}", layer)
         self.output_transform = make_dense(output_depth, f"{self.name}_output_transform")
         self.dropout = keras.layers.Dropout(
             dropout_rate, noise_shape=broadcast_noise_shape(dropout_broadcast_dims, 4),

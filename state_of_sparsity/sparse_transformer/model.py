@@ -106,6 +106,9 @@ class SparseTransformer(keras.Model):
             transformer_layers.DecoderLayer(hparams, make_dense, name=f"decoder_layer_{index}")
             for index in range(hparams.decoder_layers)
         ]
+        # Also one attribute per layer: tf.train.Checkpoint does not follow Keras' tracked lists.
+        for layer in self.encoder_layers + self.decoder_layers:
+            setattr(self, f"_{layer.name}", layer)
         # T2T ends each stack with layer_preprocess: a norm for pre-norm models only.
         self.encoder_norm = self.decoder_norm = None
         if hparams.layer_preprocess_sequence == "n":

@@ -97,6 +97,7 @@ def train(config, hparams, model, examples, strategy):
         checkpoint, output_dir, max_to_keep=5, checkpoint_name=CHECKPOINT_NAME
     )
     latest = tf.train.latest_checkpoint(config.output_dir)
+    check_reachable(checkpoint, model)
     if latest:
         checkpoint.restore(latest).assert_existing_objects_matched()
         logging.info("Resumed from %s.", latest)
@@ -144,9 +145,26 @@ def warm_start(hparams, model, seed):
         logging.info("Loaded initial weights from %s.", path)
 
 
+def check_reachable(checkpoint, model):
+    """Fails unless `checkpoint` reaches every model weight (so saving and restoring cover them all).
+
+    `assert_existing_objects_matched` checks only the objects the checkpoint's
+    dependency graph reaches; a layer it cannot reach (e.g. one held only in a
+    plain list) would silently keep its initial values. RNG states are not saved.
+    """
+    reachable = {id(trackable) for trackable in tf.train.TrackableView(checkpoint).descendants()}
+    missing = [v.path for v in model.variables
+               if not v.path.endswith("seed_generator_state") and id(v) not in reachable]
+    if missing:
+        raise ValueError(f"tf.train.Checkpoint cannot reach {len(missing)} model weights (e.g. {missing[0]}): "
+                         "every layer must be an attribute of its parent.")
+
+
 def restore(model, checkpoint_path, description):
     """Restores every model variable from `checkpoint_path` (or fails naming the flags to check)."""
-    status = tf.train.Checkpoint(model=model).restore(checkpoint_path)
+    checkpoint = tf.train.Checkpoint(model=model)
+    check_reachable(checkpoint, model)
+    status = checkpoint.restore(checkpoint_path)
     try:
         status.assert_existing_objects_matched().expect_partial()
     except AssertionError:

@@ -258,11 +258,6 @@ def test_export_writes_the_spec_names_and_round_trips(tmp_path):
     np.testing.assert_allclose(_logits(model), _logits(reference), rtol=1e-6, atol=1e-6)
 
 
-TF2_LISTS_NOT_SAVED = (
-    "model.py/attention.py keep encoder/decoder layers and q/k/v projections in Python lists, which "
-    "Keras 3 does not expose to tf.train.Checkpoint, so TF2 checkpoints of the model lack those weights")
-
-
 def test_convert_refuses_a_tf2_checkpoint_that_loses_weights(tmp_path, monkeypatch):
     hparams = _hparams("magnitude_pruning")
     tf1 = _write_tf1_checkpoint(tmp_path / "tf1" / "model.ckpt", _tf1_arrays(_random_model(hparams, 9), 1, 77), 77)
@@ -272,7 +267,6 @@ def test_convert_refuses_a_tf2_checkpoint_that_loses_weights(tmp_path, monkeypat
         checkpoint_importer.convert(tf1, hparams, str(tmp_path / "tf2"))
 
 
-@pytest.mark.xfail(strict=True, raises=RuntimeError, reason=TF2_LISTS_NOT_SAVED)
 def test_convert_writes_a_tf2_checkpoint_with_the_checkpoint_vocabulary(tmp_path):
     hparams = _hparams("l0_regularization")
     reference = _random_model(hparams, seed=9)

@@ -126,9 +126,6 @@ def test_decode_to_file_and_checkpoint_path_flags(data, tmp_path):
         model, encoder, SOURCES, beam_size=1)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "model.py/attention.py keep encoder/decoder layers and q/k/v projections in Python lists, which "
-    "Keras 3 does not expose to tf.train.Checkpoint, so our TF2 checkpoints lack those weights"))
 def test_decodes_our_tf2_checkpoint_like_the_saved_model(data, tmp_path):
     data_dir, encoder = data
     config = _config(data_dir, tmp_path)

@@ -137,3 +137,16 @@ def test_script_exits_non_zero_naming_the_flag(tmp_path):
     )
     assert result.returncode != 0
     assert "apt-get install sword-text-kjv sword-text-sparv" in result.stderr
+
+
+def test_checkpoints_reach_every_weight_and_a_partial_one_is_refused(tmp_path):
+    hparams = config_lib.Config(hparams_set="sparse_transformer_micro", sparsity_technique="variational_dropout",
+                                hparams="split_heads=true").resolved_hparams()
+    model = train.build_model(hparams)
+    train.check_reachable(tf.train.Checkpoint(model=model), model)  # layers held in lists too
+    partial = tf.train.Checkpoint(model=tf.train.Checkpoint(embedding=model.shared_embedding))
+    with pytest.raises(ValueError, match="cannot reach"):
+        train.check_reachable(partial, model)
+    path = partial.save(str(tmp_path / "partial" / "ckpt"))
+    with pytest.raises(ValueError, match="does not hold every variable"):
+        train.restore(train.build_model(hparams), path, "test")
