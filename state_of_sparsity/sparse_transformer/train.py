@@ -71,6 +71,17 @@ def _with_labels(features):
     return features, features["targets"]
 
 
+def build_compiled_state(model, dataset):
+    """Builds the loss, metrics and optimizer from one real batch before `fit`/`evaluate`.
+
+    Keras builds them from a symbolic copy of the first batch otherwise, and
+    under MirroredStrategy that copy loses the integer dtype of the ids.
+    """
+    features, targets = next(iter(dataset))
+    model.test_on_batch(features, targets)
+    model.reset_metrics()
+
+
 def load_data(config, hparams, splits):
     """(encoder, {split: encoded examples}) of the configured problem."""
     problem = problems.get_problem(config.problem)
@@ -111,6 +122,7 @@ def train(config, hparams, model, examples, strategy):
         examples, hparams.batch_size, sequence_length(hparams), packed=problems.get_problem(config.problem).packed,
         shuffle=True, seed=config.seed + step, repeat=True,
     ).map(_with_labels)
+    build_compiled_state(model, dataset)
     steps_per_loop = min(config.steps_per_checkpoint, config.train_steps)
     log_dir = os.path.join(output_dir, "train")
     callbacks = [
@@ -192,6 +204,7 @@ def evaluate(config, hparams, model, examples, strategy, checkpoint_path=None):
     dataset = input_pipeline.make_eval_dataset(
         examples, hparams.batch_size, sequence_length(hparams), packed=problems.get_problem(config.problem).packed,
     ).map(_with_labels)
+    build_compiled_state(model, dataset)
     results = model.evaluate(dataset.take(config.eval_steps), verbose=0, return_dict=True)
     metrics = {
         "loss": float(results["loss"]),

@@ -150,3 +150,42 @@ def test_checkpoints_reach_every_weight_and_a_partial_one_is_refused(tmp_path):
     path = partial.save(str(tmp_path / "partial" / "ckpt"))
     with pytest.raises(ValueError, match="does not hold every variable"):
         train.restore(train.build_model(hparams), path, "test")
+
+
+def test_mixed_bfloat16_run_is_finite_and_restores_the_policy(text_dir, tmp_path):
+    import keras
+
+    config = _config(text_dir, tmp_path, precision="mixed_bfloat16", train_steps=2,
+                     sparsity_technique="variational_dropout", dkl_weight=1e-4)
+    metrics = train.train_and_evaluate(config)
+    assert metrics["train"]["loss"] == pytest.approx(metrics["train"]["loss"])  # not NaN
+    assert metrics["eval"]["loss"] == pytest.approx(metrics["eval"]["loss"])
+    assert keras.mixed_precision.global_policy().name == "float32"
+
+
+def test_mirrored_strategy_over_two_cpus_trains(text_dir, tmp_path):
+    flags_list = [
+        "--hparams_set=sparse_transformer_micro", "--hparams=batch_size=128,max_length=32",
+        "--problem=translate_parallel_text_packed", f"--data_dir={text_dir / 'data'}",
+        f"--train_source={text_dir / 'train.en'}", f"--train_target={text_dir / 'train.es'}",
+        f"--eval_source={text_dir / 'eval.en'}", f"--eval_target={text_dir / 'eval.es'}",
+        "--vocab_size=64", f"--output_dir={tmp_path}", "--train_steps=2", "--eval_steps=2",
+        "--sparsity_technique=magnitude_pruning", "--target_sparsity=0.5", "--begin_pruning_step=0",
+        "--end_pruning_step=1", "--pruning_frequency=1", "--distribution_strategy=mirrored",
+    ]
+    script = (
+        "import tensorflow as tf\n"
+        "cpu = tf.config.list_physical_devices('CPU')[0]\n"
+        "tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)\n"
+        "import sys\n"
+        "from state_of_sparsity.sparse_transformer import trainer\n"
+        "trainer.define_flags()\n"
+        f"sys.argv = ['trainer'] + {flags_list!r}\n"
+        "trainer.app.run(trainer.main)\n"
+    )
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=root, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    with open(tmp_path / train.EVAL_RESULTS_FILE) as f:
+        results = json.load(f)
+    assert results["step"] == 2 and results["global_sparsity"] == pytest.approx(0.5, abs=0.01)
