@@ -21,6 +21,7 @@ from absl import flags
 from absl import logging
 
 from state_of_sparsity import atomic_write
+from state_of_sparsity import results_csv
 from state_of_sparsity.sparse_rn50 import config as config_lib
 from state_of_sparsity.sparse_rn50 import train
 
@@ -80,33 +81,11 @@ def run_all(base, techniques, targets):
     return rows
 
 
-def merge_with_existing(rows, output_dir):
-    """`rows` plus the rows of an earlier results.csv for runs not repeated now, in recipe order.
-
-    Lets one technique be re-run (`--techniques=random`) without losing the others.
-    """
-    path = os.path.join(output_dir, "results.csv")
-    if not os.path.exists(path):
-        return rows
-    with open(path, newline="") as f:
-        old = list(csv.DictReader(f))
-    if not old or set(old[0]) != set(CSV_COLUMNS):
-        raise ValueError(f"{path} is not a results file of this recipe: move it away or pick "
-                         "another --output_dir.")
-    new_keys = {(r["technique"], float(r["target"])) for r in rows}
-    kept = [
-        {**r, **{k: float(r[k]) for k in CSV_COLUMNS if k != "technique"}}
-        for r in old if (r["technique"], float(r["target"])) not in new_keys
-    ]
-    order = {t: i for i, t in enumerate(TECHNIQUES)}
-    return sorted(kept + rows, key=lambda r: (order.get(r["technique"], len(order)), r["target"]))
-
-
 def write_results(rows, output_dir):
     """results.csv and a plot of top-1 accuracy against measured sparsity, written atomically."""
     os.makedirs(output_dir, exist_ok=True)
-    rows = merge_with_existing(rows, output_dir)
     path = os.path.join(output_dir, "results.csv")
+    rows = results_csv.merge_with_existing(rows, path, CSV_COLUMNS, ("technique", "target"), TECHNIQUES)
     with atomic_write.atomic_path(path) as tmp_path, open(tmp_path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
         writer.writeheader()

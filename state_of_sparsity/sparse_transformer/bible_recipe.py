@@ -21,6 +21,7 @@ from absl import logging
 
 import state_of_sparsity as sos
 from state_of_sparsity import atomic_write
+from state_of_sparsity import results_csv
 from state_of_sparsity.sparse_transformer import bleu
 from state_of_sparsity.sparse_transformer import config as config_lib
 from state_of_sparsity.sparse_transformer import decoder
@@ -46,10 +47,10 @@ def run_config(technique, base, target):
                        begin_pruning_step=steps // 5, end_pruning_step=(7 * steps) // 10,
                        pruning_frequency=max(1, steps // 40))
     elif technique == "variational_dropout":
-        changes.update(sparsity_technique=technique, dkl_weight=1e-4, dkl_weight_start=0,
+        changes.update(sparsity_technique=technique, dkl_weight=2.5e-5, dkl_weight_start=0,
                        dkl_weight_diff=(7 * steps) // 10, dkl_weight_fn="linear")
     elif technique == "l0_regularization":
-        changes.update(sparsity_technique=technique, l0_norm_weight=3e-4, l0_weight_start=0,
+        changes.update(sparsity_technique=technique, l0_norm_weight=7.5e-5, l0_weight_start=0,
                        l0_weight_diff=(7 * steps) // 10, dkl_weight_fn="linear")
     return dataclasses.replace(base, **changes)
 
@@ -83,10 +84,11 @@ def run_one(config, test_pairs, decode_options):
 
 
 def write_results(rows, output_dir):
-    """results.csv and a bar plot of test BLEU per technique (measured sparsity in the labels)."""
+    """results.csv (merged with an earlier one's other techniques) and a bar plot of test BLEU."""
     os.makedirs(output_dir, exist_ok=True)
-    with atomic_write.atomic_path(os.path.join(output_dir, "results.csv")) as tmp_path, \
-            open(tmp_path, "w", newline="") as f:
+    path = os.path.join(output_dir, "results.csv")
+    rows = results_csv.merge_with_existing(rows, path, CSV_COLUMNS, ("technique",), TECHNIQUES)
+    with atomic_write.atomic_path(path) as tmp_path, open(tmp_path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
         writer.writeheader()
         writer.writerows(rows)
