@@ -3,6 +3,8 @@
 import csv
 import os
 
+from state_of_sparsity import atomic_write
+
 
 def merge_with_existing(rows, path, columns, key_columns, techniques):
     """`rows` plus the rows of an earlier CSV at `path` for runs not repeated now, in recipe order.
@@ -25,3 +27,13 @@ def merge_with_existing(rows, path, columns, key_columns, techniques):
     kept = [{**r, **{c: float(r[c]) for c in columns if c != "technique"}} for r in old if key(r) not in new_keys]
     order = {t: i for i, t in enumerate(techniques)}
     return sorted(kept + rows, key=lambda r: (order.get(r["technique"], len(order)),) + key(r)[1:])
+
+
+def write_merged(rows, path, columns, key_columns, techniques):
+    """Writes `merge_with_existing(...)` to `path` atomically; returns the merged rows (for the plot)."""
+    rows = merge_with_existing(rows, path, columns, key_columns, techniques)
+    with atomic_write.atomic_path(path) as tmp_path, open(tmp_path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    return rows

@@ -11,7 +11,6 @@ sparsity is what counts. Writes `results.csv` (technique, target, top-1,
 measured sparsity, wall time) and `results.png`.
 """
 
-import csv
 import dataclasses
 import os
 import time
@@ -85,11 +84,7 @@ def write_results(rows, output_dir):
     """results.csv and a plot of top-1 accuracy against measured sparsity, written atomically."""
     os.makedirs(output_dir, exist_ok=True)
     path = os.path.join(output_dir, "results.csv")
-    rows = results_csv.merge_with_existing(rows, path, CSV_COLUMNS, ("technique", "target"), TECHNIQUES)
-    with atomic_write.atomic_path(path) as tmp_path, open(tmp_path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
+    rows = results_csv.write_merged(rows, path, CSV_COLUMNS, ("technique", "target"), TECHNIQUES)
 
     from matplotlib.figure import Figure
 

@@ -10,7 +10,6 @@ target exactly; variational dropout and L0 learn their sparsity from the penalty
 measured sparsity is what counts. Writes `results.csv` and `results.png`.
 """
 
-import csv
 import dataclasses
 import os
 import time
@@ -87,11 +86,7 @@ def write_results(rows, output_dir):
     """results.csv (merged with an earlier one's other techniques) and a bar plot of test BLEU."""
     os.makedirs(output_dir, exist_ok=True)
     path = os.path.join(output_dir, "results.csv")
-    rows = results_csv.merge_with_existing(rows, path, CSV_COLUMNS, ("technique",), TECHNIQUES)
-    with atomic_write.atomic_path(path) as tmp_path, open(tmp_path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
+    rows = results_csv.write_merged(rows, path, CSV_COLUMNS, ("technique",), TECHNIQUES)
 
     from matplotlib.figure import Figure
 
