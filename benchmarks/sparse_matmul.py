@@ -83,6 +83,7 @@ def variants(b, k, n, sparsity, count, rng):
         ("sparse", "forward"): timed(lambda x, dy: ops.sparse_matmul(x, sparse)),
         ("sparse", "backward"): timed(lambda x, dy: ops.sparse_matmul_grad_input(dy, sparse)),
         ("sparse", "update"): timed(lambda x, dy: ops.sparse_matmul_grad_values(x, dy, sparse)),
+        ("sparse", "gradient"): timed(lambda x, dy: ops.sparse_matmul_grad(x, dy, sparse)),
     }
 
 
@@ -139,6 +140,9 @@ def rows_for(b, k, n, sparsity, ms):
     rows = []
     for p in PASSES:
         def get(variant):
+            if p == "total" and (variant, "gradient") in ms:
+                # What a training step runs: the forward op + the fused gradient op.
+                return ms[(variant, "forward")] + ms[(variant, "gradient")]
             if p == "total":
                 parts = [ms.get((variant, q)) for q in PASSES[:3]]
                 return None if None in parts else sum(parts)

@@ -5,5 +5,6 @@ from state_of_sparsity.custom_ops.sparse_format import SparseWeight
 from state_of_sparsity.custom_ops.sparse_inference import SparseInferenceDense
 from state_of_sparsity.custom_ops.sparse_inference import to_sparse_inference
 from state_of_sparsity.custom_ops.sparse_matmul_ops import sparse_matmul
+from state_of_sparsity.custom_ops.sparse_matmul_ops import sparse_matmul_grad
 from state_of_sparsity.custom_ops.sparse_matmul_ops import sparse_matmul_grad_input
 from state_of_sparsity.custom_ops.sparse_matmul_ops import sparse_matmul_grad_values

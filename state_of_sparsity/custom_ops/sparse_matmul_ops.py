@@ -65,6 +65,21 @@ def sparse_matmul_grad_values(x, dy, weight):
     )
 
 
+def sparse_matmul_grad(x, dy, weight):
+    """Both gradients of `sparse_matmul(x, W)` for upstream `dy`: (dx [..., K], dvalues [nnz]).
+
+    One sweep over dy: each dy row W's nonzeros touch serves both `dy·Wᵀ` and
+    the dot product of the update, so this costs about one pass instead of the
+    two that `sparse_matmul_grad_input` + `sparse_matmul_grad_values` take. The
+    registered gradient of `sparse_matmul` uses it.
+    """
+    dy = _float32("dy", dy)
+    _check_features("dy", dy, weight.shape[1], "columns of the weight")
+    return load_library().sos_sparse_matmul_grad(
+        _float32("x", x), dy, weight.values, weight.row_ptr, weight.col_idx, weight.perm
+    )
+
+
 def gather_nonzeros(kernel, weight):
     """The values of `weight` (CSC order) read from a dense `kernel` [K, N]; differentiable in `kernel`.
 
@@ -84,10 +99,8 @@ def _gather_nonzeros_grad(op, dvalues):
 
 
 def _sparse_matmul_grad(op, dy):
-    x, values, col_ptr, row_idx, row_ptr, col_idx, perm = op.inputs
-    lib = load_library()
-    dx = lib.sos_sparse_matmul_grad_input(dy, values, row_ptr, col_idx, perm)
-    dvalues = lib.sos_sparse_matmul_grad_values(x, dy, col_ptr, row_idx)
+    x, values, _, _, row_ptr, col_idx, perm = op.inputs
+    dx, dvalues = load_library().sos_sparse_matmul_grad(x, dy, values, row_ptr, col_idx, perm)
     return [dx, dvalues, None, None, None, None, None]
 
 

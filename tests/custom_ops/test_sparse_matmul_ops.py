@@ -36,6 +36,22 @@ def test_forward_backward_update_match_numpy(shape, sparsity):
                                rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(ops.sparse_matmul_grad_values(x, dy, weight),
                                nonzeros_of(w, x64.T @ dy64), rtol=1e-5, atol=1e-5)
+    dx, dvalues = ops.sparse_matmul_grad(x, dy, weight)
+    np.testing.assert_allclose(dx, dy64 @ w64.T, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(dvalues, nonzeros_of(w, x64.T @ dy64), rtol=1e-5, atol=1e-5)
+
+
+# Batches that give several chunks per thread, one chunk split by rows, and ragged tails.
+@pytest.mark.parametrize("shape", [(300, 70, 90), (64, 300, 200), (513, 33, 17), (17, 40, 1100)])
+def test_fused_gradient_matches_numpy_across_chunkings(shape):
+    b, k, n = shape
+    w = random_weight(k, n, 0.7, seed=8)
+    rng = np.random.default_rng(9)
+    x, dy = rng.normal(size=(b, k)), rng.normal(size=(b, n))
+    dx, dvalues = ops.sparse_matmul_grad(x.astype(np.float32), dy.astype(np.float32),
+                                         SparseWeight.from_dense(w))
+    np.testing.assert_allclose(dx, dy @ w.T, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(dvalues, nonzeros_of(w, x.T @ dy), rtol=1e-4, atol=1e-4)
 
 
 def test_empty_rows_and_columns_give_zero_outputs():
@@ -60,6 +76,10 @@ def test_empty_matrices(shape):
     assert ops.sparse_matmul_grad_values(
         np.ones((b, k), np.float32), np.ones((b, n), np.float32), weight
     ).shape == (0,)
+    dx, dvalues = ops.sparse_matmul_grad(np.ones((b, k), np.float32), np.ones((b, n), np.float32),
+                                         weight)
+    assert dx.shape == (b, k) and dvalues.shape == (0,)
+    np.testing.assert_array_equal(dx, 0.0)
 
 
 def test_leading_dimensions_are_flattened():
@@ -193,6 +213,28 @@ def test_grad_values_rejects_malformed_inputs(case):
         RAW.sos_sparse_matmul_grad_values(**inputs)
 
 
+GRAD_ERRORS = {
+    "column index too large": ({"col_idx": [0, 4, 0, 3]}, r"`col_idx` entries must be in \[0, 4\).*col_idx\[1\]=4"),
+    "perm out of range": ({"perm": [0, 2, -1, 3]}, r"`perm` entries must be in \[0, 4\).*perm\[2\]=-1"),
+    "pointer not ending at nnz": ({"row_ptr": [0, 1, 2, 3]}, r"row_ptr\[3\]=3"),
+    "x features": ({"x": np.ones((2, 4), np.float32)}, r"last dimension of `x` must be 3"),
+    "batch mismatch": ({"dy": np.ones((3, 4), np.float32)}, r"same leading \(batch\) dimensions"),
+    "values length": ({"values": [1.0, 2.0]}, r"`col_idx` must have one entry per nonzero"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(GRAD_ERRORS))
+def test_fused_grad_rejects_malformed_inputs(case):
+    change, message = GRAD_ERRORS[case]
+    inputs = {k: v for k, v in valid_inputs().items()
+              if k in ("x", "values", "row_ptr", "col_idx", "perm")}
+    inputs["dy"] = np.ones((2, 4), np.float32)
+    for name, value in change.items():
+        inputs[name] = np.asarray(value, inputs[name].dtype)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+        RAW.sos_sparse_matmul_grad(**inputs)
+
+
 def test_python_wrapper_checks_dtype_and_features():
     weight = SparseWeight.from_dense(random_weight(3, 4, 0.5))
     with pytest.raises(TypeError, match=r"`x` must be float32.*x.dtype=float64"):
@@ -221,6 +263,9 @@ np.testing.assert_allclose(ops.sparse_matmul_grad_input(dy, weight), dy @ w.T, r
 cols, rows = np.nonzero(w.T)
 np.testing.assert_allclose(ops.sparse_matmul_grad_values(x, dy, weight), (x.T @ dy)[rows, cols],
                            rtol=1e-4, atol=1e-4)
+dx, dvalues = ops.sparse_matmul_grad(x, dy, weight)
+np.testing.assert_allclose(dx, dy @ w.T, rtol=1e-4, atol=1e-4)
+np.testing.assert_allclose(dvalues, (x.T @ dy)[rows, cols], rtol=1e-4, atol=1e-4)
 """
 
 

@@ -35,6 +35,9 @@ struct Compressed {
 
 // out[B, s.outer] = in[B, s.inner] · S with S[idx[j], o] = value j for ptr[o] <= j < ptr[o + 1].
 // Used for the forward pass (S = W as CSC) and for dX (S = Wᵀ, i.e. W as CSR).
+// SDDMM: dvalues[j] = (xᵀ·dy)[idx[j], o] for S's entries j (the update pass).
+// SpMMGrad: both gradients in one sweep from W's CSR structure `wt`
+// (values in CSC order, read through perm): dx = dy·Wᵀ and dvalues in CSC order.
 #define SOS_DECLARE_KERNELS(ns)                                                   \
   namespace ns {                                                                \
   void SpMM(const float* in, int64_t batch, const Compressed& s, float* out,     \
@@ -42,6 +45,9 @@ struct Compressed {
   void SDDMM(const float* x, const float* dy, int64_t batch, const Compressed& s, \
              float* dvalues, int num_threads, const ParallelFor& pfor,           \
              const Allocate& allocate);                                         \
+  void SpMMGrad(const float* x, const float* dy, int64_t batch, const Compressed& wt, \
+                float* dx, float* dvalues, int num_threads, const ParallelFor& pfor,  \
+                const Allocate& allocate);                                         \
   }
 
 SOS_DECLARE_KERNELS(avx512)

@@ -56,6 +56,35 @@ inline float HorizontalSum(vec v) {
 #endif
 }
 
+// out[i] (+)= sum of the lanes of a[i] for i < count (count <= kLanes). With
+// AVX-512, 16 sums take 15 unpack/shuffle+add steps (2 shuffles per vector
+// instead of the 4 of a horizontal sum each, which compete with FMAs for port 5).
+inline void ReduceGroup(const vec* a, int count, float* out, bool accumulate) {
+#if defined(__AVX512F__)
+  __m512 r[16];
+  for (int i = 0; i < 16; ++i) {
+    if (i < count) std::memcpy(&r[i], &a[i], sizeof(r[i]));
+    else r[i] = _mm512_setzero_ps();
+  }
+  for (int i = 0; i < 8; ++i)  // per 128-bit lane: [p(2i), p(2i+1), q(2i), q(2i+1)]
+    r[i] = _mm512_add_ps(_mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]),
+                         _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]));
+  for (int i = 0; i < 4; ++i)  // per 128-bit lane: sums of vectors 4i..4i+3 over that lane
+    r[i] = _mm512_add_ps(_mm512_shuffle_ps(r[2 * i], r[2 * i + 1], 0x44),
+                         _mm512_shuffle_ps(r[2 * i], r[2 * i + 1], 0xEE));
+  for (int i = 0; i < 2; ++i)  // fold 128-bit lanes pairwise
+    r[i] = _mm512_add_ps(_mm512_shuffle_f32x4(r[2 * i], r[2 * i + 1], 0x88),
+                         _mm512_shuffle_f32x4(r[2 * i], r[2 * i + 1], 0xDD));
+  __m512 sums = _mm512_add_ps(_mm512_shuffle_f32x4(r[0], r[1], 0x88),
+                              _mm512_shuffle_f32x4(r[0], r[1], 0xDD));
+  const __mmask16 valid = static_cast<__mmask16>((1u << count) - 1);
+  if (accumulate) sums = _mm512_add_ps(sums, _mm512_maskz_loadu_ps(valid, out));
+  _mm512_mask_storeu_ps(out, valid, sums);
+#else
+  for (int i = 0; i < count; ++i) out[i] = (accumulate ? out[i] : 0.f) + HorizontalSum(a[i]);
+#endif
+}
+
 void SerialFor(int64_t total, const std::function<void(int64_t, int64_t)>& fn) { fn(0, total); }
 
 // dst[c][r] = src[r][c] for a rows x cols block (rows, cols <= 16).
@@ -99,21 +128,35 @@ inline void TransposeBlock(const float* src, int64_t src_stride, float* dst,
 // Halving it (down to min_bc) to give every thread its own chunk pays off for
 // SpMM (min_bc 32, see SpMMImpl); SDDMM prefers longer rows (min_bc 64).
 // The BC/kLanes accumulators must fit the vector registers: 8 of 32 zmm
-// (AVX-512), 8 of 16 ymm (AVX2), 8 of 16 xmm (SSE).
+// (AVX-512), 8 of 16 ymm (AVX2), 8 of 16 xmm (SSE). GradChunk holds three
+// such sets (x row, dx sums, dy row), hence its smaller maximum off AVX-512.
 #if defined(__AVX512F__)
-constexpr int kMaxChunk = 128;
+constexpr int kMaxChunk = 128, kMaxGradChunk = 128;
 #elif defined(__AVX2__)
-constexpr int kMaxChunk = 64;
+constexpr int kMaxChunk = 64, kMaxGradChunk = 32;
 #else
-constexpr int kMaxChunk = 32;
+constexpr int kMaxChunk = 32, kMaxGradChunk = 16;
 #endif
+constexpr int kMinGradChunk = 64;
 
-int ChooseChunk(int64_t batch, int64_t features, int num_threads, int min_bc) {
-  int bc = std::min(kMaxChunk, features * 128 * 4 <= (512 << 10) ? 128 : 64);
+int ChooseChunk(int64_t batch, int64_t features, int num_threads, int min_bc,
+                int max_bc = kMaxChunk) {
+  int bc = std::min(max_bc, features * 128 * 4 <= (512 << 10) ? 128 : 64);
   min_bc = std::min(min_bc, bc);
   while (bc > 16 && bc / 2 >= batch) bc /= 2;
   while (bc > min_bc && (batch + bc - 1) / bc < num_threads) bc /= 2;
   return bc;
+}
+
+// dst[f][0..bc) = src[0..rows)[f] for f < cols (cols <= 16, rows <= bc), zero past `rows`.
+inline void PackBlock(const float* src, int64_t src_stride, int64_t rows, int cols, int bc,
+                      float* dst) {
+  for (int b0 = 0; b0 < bc; b0 += 16) {
+    const int n = static_cast<int>(std::max<int64_t>(0, std::min<int64_t>(16, rows - b0)));
+    if (n < 16)
+      for (int f = 0; f < cols; ++f) std::memset(dst + f * bc + b0, 0, 16 * sizeof(float));
+    if (n > 0) TransposeBlock(src + b0 * src_stride, src_stride, dst + b0, bc, n, cols);
+  }
 }
 
 // P[chunk][f][bc] = in[chunk * bc + b][f], zero-padded past the batch.
@@ -127,15 +170,8 @@ void Pack(const float* in, int64_t batch, int64_t features, int bc, float* panel
     for (int64_t t = t0 * per; t < std::min(total, t1 * per); ++t) {
       const int64_t c = t / fblocks, f0 = (t % fblocks) * 16;
       const int cols = static_cast<int>(std::min<int64_t>(16, features - f0));
-      float* dst = panel + c * features * bc + f0 * bc;
-      for (int b0 = 0; b0 < bc; b0 += 16) {
-        const int64_t row = c * bc + b0;
-        const int rows = static_cast<int>(std::max<int64_t>(0, std::min<int64_t>(16, batch - row)));
-        if (rows < 16)
-          for (int f = 0; f < cols; ++f) std::memset(dst + f * bc + b0, 0, 16 * sizeof(float));
-        if (rows > 0)
-          TransposeBlock(in + row * features + f0, features, dst + b0, bc, rows, cols);
-      }
+      PackBlock(in + c * bc * features + f0, features, batch - c * bc, cols, bc,
+                panel + c * features * bc + f0 * bc);
     }
   });
 }
@@ -187,6 +223,8 @@ void SpMMRange(const float* panel, int64_t batch, const Compressed& s,
   }
 }
 
+// dvalues[j] (+)= P_x[idx[j]] · P_dy[o] for the entries j of outputs [o0, o1),
+// reduced kLanes entries at a time (ReduceGroup), in entry order.
 template <int BC>
 void SDDMMRange(const float* xpanel, const float* dypanel, int64_t batch,
                 const Compressed& s, int64_t o0, int64_t o1, float* dvalues,
@@ -196,6 +234,10 @@ void SDDMMRange(const float* xpanel, const float* dypanel, int64_t batch,
   for (int64_t c = 0; c < chunks; ++c) {
     const float* xp = xpanel + c * s.inner * BC;
     const float* dp = dypanel + c * s.outer * BC;
+    const bool add = c > 0 || accumulate;
+    vec group[kLanes];
+    int filled = 0;
+    int64_t first = s.ptr[o0];
     for (int64_t o = o0; o < o1; ++o) {
       vec dy[NV];
       for (int v = 0; v < NV; ++v) dy[v] = Load(dp + o * BC + kLanes * v);
@@ -204,10 +246,15 @@ void SDDMMRange(const float* xpanel, const float* dypanel, int64_t batch,
         const float* x = xp + static_cast<int64_t>(s.idx[j]) * BC;
         vec acc = dy[0] * Load(x);
         for (int v = 1; v < NV; ++v) acc += dy[v] * Load(x + kLanes * v);
-        const float d = HorizontalSum(acc);
-        dvalues[j] = (c == 0 && !accumulate) ? d : dvalues[j] + d;
+        group[filled++] = acc;
+        if (filled == kLanes) {
+          ReduceGroup(group, kLanes, dvalues + first, add);
+          first += kLanes;
+          filled = 0;
+        }
       }
     }
+    if (filled > 0) ReduceGroup(group, filled, dvalues + first, add);
   }
 }
 
@@ -306,6 +353,115 @@ void SDDMMImpl(const float* x, const float* dy, int64_t batch, const Compressed&
   });
 }
 
+// Backward pass of one batch chunk (rows <= BC rows of x and dy) over W's rows
+// [k0, k1) (k0 a multiple of 16), from W's CSR structure `wt`:
+//   dx[b][k] = sum_i vals[i] * dy[b][idx[i]]      (vals in CSR order)
+//   dw[i]   (+)= sum_b x[b][k] * dy[b][idx[i]]    (CSR order)
+// Each dy panel row P_dy[n] is loaded once per nonzero and feeds both sums,
+// so dX and dW cost about one pass over the panel instead of two. x is
+// transposed 16 features at a time into an L1 block; dx goes out through a
+// [16][BC] tile like SpMMRange's output.
+template <int BC>
+void GradChunk(const float* x, const float* dypanel, int64_t rows, const Compressed& wt,
+               const float* vals, int64_t k0, int64_t k1, float* dx, float* dw,
+               bool accumulate) {
+  constexpr int NV = BC / kLanes;
+  const int64_t k = wt.outer;
+  alignas(64) float xblock[16 * BC];
+  alignas(64) float tile[16 * BC];
+  vec group[kLanes];
+  int filled = 0;
+  int64_t first = wt.ptr[k0];
+  for (int64_t kb = k0; kb < k1; kb += 16) {
+    const int cols = static_cast<int>(std::min<int64_t>(16, k1 - kb));
+    PackBlock(x + kb, k, rows, cols, BC, xblock);
+    for (int r = 0; r < cols; ++r) {
+      vec xr[NV], acc[NV];
+      for (int v = 0; v < NV; ++v) {
+        xr[v] = Load(xblock + r * BC + kLanes * v);
+        acc[v] = vec{};
+      }
+      const int32_t end = wt.ptr[kb + r + 1];
+      for (int32_t i = wt.ptr[kb + r]; i < end; ++i) {
+        const float* d = dypanel + static_cast<int64_t>(wt.idx[i]) * BC;
+        const vec w = Splat(vals[i]);
+        vec dot = vec{};
+        for (int v = 0; v < NV; ++v) {
+          const vec dv = Load(d + kLanes * v);
+          acc[v] += w * dv;
+          dot += xr[v] * dv;
+        }
+        group[filled++] = dot;
+        if (filled == kLanes) {
+          ReduceGroup(group, kLanes, dw + first, accumulate);
+          first += kLanes;
+          filled = 0;
+        }
+      }
+      for (int v = 0; v < NV; ++v) Store(tile + r * BC + kLanes * v, acc[v]);
+    }
+    for (int64_t b0 = 0; b0 < rows; b0 += 16)
+      TransposeBlock(tile + b0, BC, dx + b0 * k + kb, k, cols,
+                     static_cast<int>(std::min<int64_t>(16, rows - b0)));
+  }
+  if (filled > 0) ReduceGroup(group, filled, dw + first, accumulate);
+}
+
+// dx = dy·Wᵀ and dvalues = (xᵀ·dy) at W's nonzeros in one sweep (GradChunk).
+// As in SpMMImpl, threads take whole batch chunks when there are enough
+// (dW partial sums per thread, added at the end); otherwise they split W's rows.
+template <int BC>
+void GradImpl(const float* x, const float* dy, int64_t batch, const Compressed& wt,
+              float* dx, float* dvalues, int num_threads, const ParallelFor& pfor,
+              const Allocate& allocate) {
+  const int64_t chunks = (batch + BC - 1) / BC;
+  const int64_t k = wt.outer, n = wt.inner;
+  const float* vals = GatherValues(wt, num_threads, pfor, allocate);
+  const int64_t tasks = chunks >= num_threads ? num_threads : 1;
+  float* dw = allocate(tasks * wt.nnz);  // CSR order, one copy per task
+  float* dypanel = allocate((chunks >= num_threads ? tasks : chunks) * n * BC);
+  if (vals == nullptr || dw == nullptr || dypanel == nullptr) return;  // status is set
+  if (chunks >= num_threads) {
+    const int64_t per = (chunks + tasks - 1) / tasks;
+    pfor(tasks, [&](int64_t t0, int64_t t1) {
+      for (int64_t t = t0; t < t1; ++t) {
+        float* panel = dypanel + t * n * BC;
+        const int64_t c_end = std::min(chunks, (t + 1) * per);
+        if (t * per >= c_end) std::memset(dw + t * wt.nnz, 0, wt.nnz * sizeof(float));
+        for (int64_t c = t * per; c < c_end; ++c) {
+          const int64_t rows = std::min<int64_t>(BC, batch - c * BC);
+          Pack(dy + c * BC * n, rows, n, BC, panel, 1, SerialFor);
+          GradChunk<BC>(x + c * BC * k, panel, rows, wt, vals, 0, k, dx + c * BC * k,
+                        dw + t * wt.nnz, c > t * per);
+        }
+      }
+    });
+  } else {
+    Pack(dy, batch, n, BC, dypanel, num_threads, pfor);
+    const std::vector<int64_t> bounds = Split(wt.ptr, k, num_threads);
+    pfor(num_threads, [&](int64_t t0, int64_t t1) {
+      for (int64_t t = t0; t < t1; ++t) {
+        if (bounds[t] == bounds[t + 1]) continue;
+        for (int64_t c = 0; c < chunks; ++c)
+          GradChunk<BC>(x + c * BC * k, dypanel + c * n * BC,
+                        std::min<int64_t>(BC, batch - c * BC), wt, vals, bounds[t],
+                        bounds[t + 1], dx + c * BC * k, dw, c > 0);
+      }
+    });
+  }
+  // CSR order -> CSC order, adding the tasks' partial sums. perm need not be a
+  // permutation (the op does not check that), so start from zeros.
+  std::memset(dvalues, 0, wt.nnz * sizeof(float));
+  const int64_t per = (wt.nnz + num_threads - 1) / num_threads;
+  pfor(num_threads, [&](int64_t t0, int64_t t1) {
+    for (int64_t i = t0 * per; i < std::min(wt.nnz, t1 * per); ++i) {
+      float sum = dw[i];
+      for (int64_t t = 1; t < tasks; ++t) sum += dw[t * wt.nnz + i];
+      dvalues[wt.perm[i]] = sum;
+    }
+  });
+}
+
 }  // namespace
 
 void SpMM(const float* in, int64_t batch, const Compressed& s, float* out,
@@ -338,6 +494,23 @@ void SDDMM(const float* x, const float* dy, int64_t batch, const Compressed& s,
     case 32: return SDDMMImpl<32>(x, dy, batch, s, dvalues, num_threads, pfor, allocate);
     case 64: return SDDMMImpl<64>(x, dy, batch, s, dvalues, num_threads, pfor, allocate);
     default: return SDDMMImpl<128>(x, dy, batch, s, dvalues, num_threads, pfor, allocate);
+  }
+}
+
+void SpMMGrad(const float* x, const float* dy, int64_t batch, const Compressed& wt, float* dx,
+              float* dvalues, int num_threads, const ParallelFor& pfor,
+              const Allocate& allocate) {
+  if (batch == 0 || wt.nnz == 0) {
+    std::memset(dx, 0, batch * wt.outer * sizeof(float));
+    std::memset(dvalues, 0, wt.nnz * sizeof(float));
+    return;
+  }
+  num_threads = std::max(1, num_threads);
+  switch (ChooseChunk(batch, wt.inner, num_threads, kMinGradChunk, kMaxGradChunk)) {
+    case 16: return GradImpl<16>(x, dy, batch, wt, dx, dvalues, num_threads, pfor, allocate);
+    case 32: return GradImpl<32>(x, dy, batch, wt, dx, dvalues, num_threads, pfor, allocate);
+    case 64: return GradImpl<64>(x, dy, batch, wt, dx, dvalues, num_threads, pfor, allocate);
+    default: return GradImpl<128>(x, dy, batch, wt, dx, dvalues, num_threads, pfor, allocate);
   }
 }
 

@@ -24,6 +24,7 @@ namespace {
 struct Kernels {
   decltype(&generic::SpMM) spmm;
   decltype(&generic::SDDMM) sddmm;
+  decltype(&generic::SpMMGrad) grad;
 };
 
 // The widest instruction set this CPU runs; the library holds all three builds.
@@ -38,11 +39,11 @@ const Kernels& Dispatch() {
         __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bw") &&
         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx2") &&
         __builtin_cpu_supports("fma"))
-      return Kernels{avx512::SpMM, avx512::SDDMM};
+      return Kernels{avx512::SpMM, avx512::SDDMM, avx512::SpMMGrad};
     if (isa != "generic" && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-      return Kernels{avx2::SpMM, avx2::SDDMM};
+      return Kernels{avx2::SpMM, avx2::SDDMM, avx2::SpMMGrad};
 #endif
-    return Kernels{generic::SpMM, generic::SDDMM};
+    return Kernels{generic::SpMM, generic::SDDMM, generic::SpMMGrad};
   }();
   return kernels;
 }
@@ -273,11 +274,54 @@ class SparseMatmulGradValuesOp : public OpKernel {
   }
 };
 
+class SparseMatmulGradOp : public OpKernel {
+ public:
+  explicit SparseMatmulGradOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
+
+  void Compute(OpKernelContext* ctx) override {
+    const Tensor& x = ctx->input(0);
+    const Tensor& dy = ctx->input(1);
+    const Tensor& values = ctx->input(2);
+    const Tensor& row_ptr = ctx->input(3);
+    const Tensor& col_idx = ctx->input(4);
+    const Tensor& perm = ctx->input(5);
+    OP_REQUIRES_OK(ctx, CheckVector("values", values));
+    const int64_t nnz = values.dim_size(0);
+    OP_REQUIRES_OK(ctx, CheckVector("row_ptr", row_ptr));
+    const int64_t k = row_ptr.dim_size(0) - 1;
+    OP_REQUIRES_OK(ctx, CheckActivations("x", x, k, "rows of W: row_ptr.shape[0] - 1"));
+    OP_REQUIRES_OK(ctx, CheckActivations("dy", dy, -1, ""));
+    OP_REQUIRES(ctx, WithLastDim(x.shape(), 1) == WithLastDim(dy.shape(), 1),
+                absl::InvalidArgumentError(absl::StrCat(
+                    "`x` and `dy` must have the same leading (batch) dimensions. Received: "
+                    "x.shape=", x.shape().DebugString(), ", dy.shape=", dy.shape().DebugString())));
+    const int64_t n = dy.dim_size(dy.dims() - 1);
+    OP_REQUIRES_OK(ctx, CheckSameLength("col_idx", col_idx, "values", nnz));
+    OP_REQUIRES_OK(ctx, CheckSameLength("perm", perm, "values", nnz));
+    OP_REQUIRES_OK(ctx, CheckPointer("row_ptr", row_ptr, nnz));
+    OP_REQUIRES_OK(ctx, CheckIndices("col_idx", col_idx, n, "columns of W: dy.shape[-1]"));
+    OP_REQUIRES_OK(ctx, CheckIndices("perm", perm, nnz, "number of nonzeros"));
+
+    Tensor* dx = nullptr;
+    Tensor* dvalues = nullptr;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, x.shape(), &dx));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, TensorShape({nnz}), &dvalues));
+    const Compressed wt{row_ptr.flat<int32_t>().data(), col_idx.flat<int32_t>().data(),
+                        values.flat<float>().data(), perm.flat<int32_t>().data(), k, n, nnz};
+    Pool pool = ThreadPool(ctx);
+    TempAllocator temps(ctx);
+    Dispatch().grad(x.flat<float>().data(), dy.flat<float>().data(), Rows(x), wt,
+                    dx->flat<float>().data(), dvalues->flat<float>().data(), pool.num_threads,
+                    pool.pfor, std::ref(temps));
+  }
+};
+
 REGISTER_KERNEL_BUILDER(Name("SosSparseMatmul").Device(DEVICE_CPU), SparseMatmulOp);
 REGISTER_KERNEL_BUILDER(Name("SosSparseMatmulGradInput").Device(DEVICE_CPU),
                         SparseMatmulGradInputOp);
 REGISTER_KERNEL_BUILDER(Name("SosSparseMatmulGradValues").Device(DEVICE_CPU),
                         SparseMatmulGradValuesOp);
+REGISTER_KERNEL_BUILDER(Name("SosSparseMatmulGrad").Device(DEVICE_CPU), SparseMatmulGradOp);
 
 absl::Status CheckMatrix(const char* name, const Tensor& t) {
   if (t.dims() != 2) {

@@ -105,6 +105,33 @@ REGISTER_OP("SosSparseMatmulGradValues")
     })
     .Doc("dW at W's nonzeros (sampled Xᵀ·dY), in CSC order.");
 
+REGISTER_OP("SosSparseMatmulGrad")
+    .Input("x: float")          // [..., K]
+    .Input("dy: float")         // [..., N]
+    .Input("values: float")     // [nnz], CSC order
+    .Input("row_ptr: int32")    // [K + 1]
+    .Input("col_idx: int32")    // [nnz]
+    .Input("perm: int32")       // [nnz], CSR entry -> CSC value
+    .Output("dx: float")        // [..., K]
+    .Output("dvalues: float")   // [nnz], CSC order
+    .SetShapeFn([](InferenceContext* c) {
+      ShapeHandle x, dy, batch_x, batch_dy, batch;
+      TF_RETURN_IF_ERROR(c->WithRankAtLeast(c->input(0), 2, &x));
+      TF_RETURN_IF_ERROR(c->WithRankAtLeast(c->input(1), 2, &dy));
+      TF_RETURN_IF_ERROR(c->Subshape(x, 0, -1, &batch_x));
+      TF_RETURN_IF_ERROR(c->Subshape(dy, 0, -1, &batch_dy));
+      TF_RETURN_IF_ERROR(c->Merge(batch_x, batch_dy, &batch));
+      DimensionHandle nnz, k, unused;
+      TF_RETURN_IF_ERROR(MergeNnz(c, {2, 4, 5}, &nnz));
+      TF_RETURN_IF_ERROR(PointerDim(c, 3, &k));
+      TF_RETURN_IF_ERROR(c->Merge(c->Dim(x, -1), k, &unused));
+      c->set_output(0, x);
+      c->set_output(1, c->Vector(nnz));
+      return absl::OkStatus();
+    })
+    .Doc("Both gradients of SosSparseMatmul in one sweep: dX = dY·Wᵀ and dW at W's "
+         "nonzeros (CSC order), reading each dY panel row once for both.");
+
 // The kept weights of a dense kernel and back: OpSparseDense keeps Keras's
 // dense `kernel` variable, and tf.gather / its IndexedSlices gradient cost
 // more than the matmul itself at these sizes. Both walk W's CSR structure, so
