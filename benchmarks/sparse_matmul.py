@@ -3,12 +3,16 @@
 For each (B, K, N) and sparsity s (random unstructured W [K, N]), in one
 process and in interleaved rounds (every variant once per round, medians
 reported), each variant runs inside a `tf.function` on `--inputs` distinct
-input tensors and returns every output (Grappler prunes unused ops):
+input tensors, one call after the other (control dependencies), and returns
+every output (Grappler prunes unused ops):
   dense:       the ops autodiff uses: X·W, dY·Wᵀ (transpose_b=True), Xᵀ·dY;
   best dense:  the same with a pre-transposed W for dX (2-3x faster here);
   tf.sparse:   tf.sparse.sparse_dense_matmul forward and dX (one input per
                call: it is 10-50x slower), no SDDMM exists for the update;
-  sparse:      this package's op (forward, dX, dW at the nonzeros).
+  sparse:      this package's ops: forward, dX alone, dW at the nonzeros alone;
+               "total" is the forward op + the fused gradient op (dX and dW in
+               one sweep), which is what tf.GradientTape runs for a training
+               step (dense "total" = its three matmuls).
 Each round waits (up to 5 s) for a window in which other processes use
 < 0.1 CPU and the run reports how many rounds were contended. Also times inference of a 90%-pruned 3-layer MLP (1024 wide): dense Keras
 versus `to_sparse_inference`. Writes one CSV row per (B, K, N, sparsity, pass),
@@ -70,7 +74,7 @@ def variants(b, k, n, sparsity, count, rng):
 
     def timed(fn, one=False):
         pairs = list(zip(xs, dys))[: 1 if one else count]
-        return tf.function(lambda: [fn(x, dy) for x, dy in pairs]), len(pairs)
+        return serialized(fn, pairs), len(pairs)
 
     return int(sparse.values.shape[0]), {
         ("dense", "forward"): timed(lambda x, dy: tf.matmul(x, dense)),
@@ -85,6 +89,23 @@ def variants(b, k, n, sparsity, count, rng):
         ("sparse", "update"): timed(lambda x, dy: ops.sparse_matmul_grad_values(x, dy, sparse)),
         ("sparse", "gradient"): timed(lambda x, dy: ops.sparse_matmul_grad(x, dy, sparse)),
     }
+
+
+def serialized(fn, args):
+    """A tf.function calling `fn(*a)` for each `a` in `args`, each call after the previous one.
+
+    Independent calls would otherwise run concurrently on the inter-op pool
+    and fight over the 2 cores and their caches (consecutive layers of a
+    network do not); every output is returned so Grappler prunes nothing.
+    """
+    def run():
+        outputs = []
+        for a in args:
+            with tf.control_dependencies(tf.nest.flatten(outputs[-1:])):
+                outputs.append(fn(*a))
+        return outputs
+
+    return tf.function(run)
 
 
 def _cpu_seconds():
@@ -183,7 +204,7 @@ def mlp_inference(rounds, batch=256, width=1024, sparsity=0.9):
     xs = [tf.constant(rng.standard_normal((batch, width)).astype(np.float32)) for _ in range(4)]
     y_dense = dense(xs[0], training=False)
     np.testing.assert_allclose(converted(xs[0]), y_dense, rtol=1e-4, atol=1e-4)
-    functions = {name: (tf.function(lambda m=m: [m(x, training=False) for x in xs]), len(xs))
+    functions = {name: (serialized(lambda x, m=m: m(x, training=False), [(x,) for x in xs]), len(xs))
                  for name, m in (("dense", dense), ("converted", converted))}
     ms = median_ms(functions, rounds)
     return ms["dense"], ms["converted"]

@@ -36,6 +36,8 @@ struct Compressed {
 // out[B, s.outer] = in[B, s.inner] · S with S[idx[j], o] = value j for ptr[o] <= j < ptr[o + 1].
 // Used for the forward pass (S = W as CSC) and for dX (S = Wᵀ, i.e. W as CSR).
 // SDDMM: dvalues[j] = (xᵀ·dy)[idx[j], o] for S's entries j (the update pass).
+// AllBelow: every (unsigned) v[j] < limit; the op's index validation, which runs
+// over O(nnz) entries on every call, vectorised and threaded like the math.
 // SpMMGrad: both gradients in one sweep from W's CSR structure `wt`
 // (values in CSC order, read through perm): dx = dy·Wᵀ and dvalues in CSC order.
 #define SOS_DECLARE_KERNELS(ns)                                                   \
@@ -45,6 +47,8 @@ struct Compressed {
   void SDDMM(const float* x, const float* dy, int64_t batch, const Compressed& s, \
              float* dvalues, int num_threads, const ParallelFor& pfor,           \
              const Allocate& allocate);                                         \
+  bool AllBelow(const int32_t* v, int64_t size, uint32_t limit, int num_threads,  \
+                const ParallelFor& pfor);                                           \
   void SpMMGrad(const float* x, const float* dy, int64_t batch, const Compressed& wt, \
                 float* dx, float* dvalues, int num_threads, const ParallelFor& pfor,  \
                 const Allocate& allocate);                                         \

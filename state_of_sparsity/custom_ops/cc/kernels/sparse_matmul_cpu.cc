@@ -44,6 +44,17 @@ inline vec Load(const float* p) {
 inline void Store(float* p, vec v) { std::memcpy(p, &v, sizeof(v)); }
 inline vec Splat(float w) { return vec{} + w; }
 
+// Makes the compiler load `v` once into a register rather than folding the load
+// into each FMA that uses it: a 512-bit load per FMA is the bottleneck on CPUs
+// with one 512-bit load port (AMD Zen 4).
+inline void KeepInRegister(vec& v) {
+#if defined(__AVX512F__) || defined(__AVX2__)
+  asm("" : "+v"(v));
+#else
+  (void)v;
+#endif
+}
+
 inline float HorizontalSum(vec v) {
 #if defined(__AVX512F__)
   __m512 m;
@@ -85,11 +96,12 @@ inline void ReduceGroup(const vec* a, int count, float* out, bool accumulate) {
 #endif
 }
 
-void SerialFor(int64_t total, const std::function<void(int64_t, int64_t)>& fn) { fn(0, total); }
-
-// dst[c][r] = src[r][c] for a rows x cols block (rows, cols <= 16).
+// dst[c][r] = src[r][c] for a rows x cols block (rows, cols <= 16). `stream`:
+// write whole 64-byte lines of dst with non-temporal stores when aligned (op
+// outputs: no read-for-ownership of lines about to be overwritten, and the
+// output does not evict the panels from cache).
 inline void TransposeBlock(const float* src, int64_t src_stride, float* dst,
-                           int64_t dst_stride, int rows, int cols) {
+                           int64_t dst_stride, int rows, int cols, bool stream = false) {
 #if defined(__AVX512F__)
   if (rows == 16 && cols == 16) {
     __m512 r[16], t[16];
@@ -116,7 +128,11 @@ inline void TransposeBlock(const float* src, int64_t src_stride, float* dst,
       r[i + 4] = _mm512_shuffle_f32x4(t[i + 8], t[i + 12], 0x88);
       r[i + 12] = _mm512_shuffle_f32x4(t[i + 8], t[i + 12], 0xDD);
     }
-    for (int i = 0; i < 16; ++i) _mm512_storeu_ps(dst + i * dst_stride, r[i]);
+    if (stream && reinterpret_cast<uintptr_t>(dst) % 64 == 0 && dst_stride % 16 == 0) {
+      for (int i = 0; i < 16; ++i) _mm512_stream_ps(dst + i * dst_stride, r[i]);
+    } else {
+      for (int i = 0; i < 16; ++i) _mm512_storeu_ps(dst + i * dst_stride, r[i]);
+    }
     return;
   }
 #endif
@@ -148,31 +164,42 @@ int ChooseChunk(int64_t batch, int64_t features, int num_threads, int min_bc,
   return bc;
 }
 
-// dst[f][0..bc) = src[0..rows)[f] for f < cols (cols <= 16, rows <= bc), zero past `rows`.
-inline void PackBlock(const float* src, int64_t src_stride, int64_t rows, int cols, int bc,
-                      float* dst) {
-  for (int b0 = 0; b0 < bc; b0 += 16) {
-    const int n = static_cast<int>(std::max<int64_t>(0, std::min<int64_t>(16, rows - b0)));
-    if (n < 16)
-      for (int f = 0; f < cols; ++f) std::memset(dst + f * bc + b0, 0, 16 * sizeof(float));
-    if (n > 0) TransposeBlock(src + b0 * src_stride, src_stride, dst + b0, bc, n, cols);
+// dst[f][r] = src[r][f] for f < features and r < 16 (zero for r >= rows):
+// one 16-row group of a panel. Reading whole rows keeps the reads to 16
+// sequential streams the prefetchers follow (a 16-feature block of all BC
+// rows would be BC streams, mostly demand misses).
+inline void PackGroup(const float* src, int64_t src_stride, int64_t rows, int64_t features,
+                      int bc, float* dst) {
+  for (int64_t f0 = 0; f0 < features; f0 += 16) {
+    const int cols = static_cast<int>(std::min<int64_t>(16, features - f0));
+    float* d = dst + f0 * bc;
+    if (rows < 16)
+      for (int f = 0; f < cols; ++f) std::memset(d + f * bc, 0, 16 * sizeof(float));
+    if (rows > 0) TransposeBlock(src + f0, src_stride, d, bc, static_cast<int>(rows), cols);
   }
 }
 
-// P[chunk][f][bc] = in[chunk * bc + b][f], zero-padded past the batch.
+// Groups [g0, g1) of the panels P[chunk][f][bc] = in[chunk * bc + b][f] (zero
+// past the batch); group g is rows 16g..16g+15 of the batch.
+void PackGroups(const float* in, int64_t batch, int64_t features, int bc, float* panel,
+                int64_t g0, int64_t g1) {
+  const int64_t per_chunk = bc / 16;
+  for (int64_t g = g0; g < g1; ++g) {
+    const int64_t c = g / per_chunk, b0 = (g % per_chunk) * 16, row = c * bc + b0;
+    const int64_t rows = std::max<int64_t>(0, std::min<int64_t>(16, batch - row));
+    PackGroup(in + std::min(row, batch - 1) * features, features, rows, features, bc,
+              panel + c * features * bc + b0);
+  }
+}
+
+// All panels, the 16-row groups split over the threads.
 void Pack(const float* in, int64_t batch, int64_t features, int bc, float* panel,
           int num_threads, const ParallelFor& pfor) {
-  const int64_t chunks = (batch + bc - 1) / bc;
-  const int64_t fblocks = (features + 15) / 16;
-  const int64_t total = chunks * fblocks;
-  const int64_t per = (total + num_threads - 1) / num_threads;
-  pfor((total + per - 1) / per, [&](int64_t t0, int64_t t1) {
-    for (int64_t t = t0 * per; t < std::min(total, t1 * per); ++t) {
-      const int64_t c = t / fblocks, f0 = (t % fblocks) * 16;
-      const int cols = static_cast<int>(std::min<int64_t>(16, features - f0));
-      PackBlock(in + c * bc * features + f0, features, batch - c * bc, cols, bc,
-                panel + c * features * bc + f0 * bc);
-    }
+  const int64_t groups = (batch + bc - 1) / bc * (bc / 16);
+  const int64_t tasks = std::min<int64_t>(num_threads, groups);
+  pfor(tasks, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t)
+      PackGroups(in, batch, features, bc, panel, groups * t / tasks, groups * (t + 1) / tasks);
   });
 }
 
@@ -218,7 +245,7 @@ void SpMMRange(const float* panel, int64_t batch, const Compressed& s,
       }
       for (int64_t b0 = 0; b0 < rows; b0 += 16)
         TransposeBlock(tile + b0, BC, out + (b_begin + b0) * s.outer + ob, s.outer,
-                       cols, static_cast<int>(std::min<int64_t>(16, rows - b0)));
+                       cols, static_cast<int>(std::min<int64_t>(16, rows - b0)), true);
     }
   }
 }
@@ -288,7 +315,7 @@ void SpMMImpl(const float* in, int64_t batch, const Compressed& s, float* out,
       for (int64_t c = c0; c < c1; ++c) {
         const int64_t rows = std::min<int64_t>(BC, batch - c * BC);
         float* p = panel + c * s.inner * BC;
-        Pack(in + c * BC * s.inner, rows, s.inner, BC, p, 1, SerialFor);
+        PackGroups(in + c * BC * s.inner, rows, s.inner, BC, p, 0, BC / 16);
         SpMMRange<BC>(p, rows, s, values, 0, s.outer, out + c * BC * s.outer);
       }
     });
@@ -325,8 +352,8 @@ void SDDMMImpl(const float* x, const float* dy, int64_t batch, const Compressed&
           const int64_t rows = std::min<int64_t>(BC, batch - c * BC);
           float* xp = xpanel + c * s.inner * BC;
           float* dp = dypanel + c * s.outer * BC;
-          Pack(x + c * BC * s.inner, rows, s.inner, BC, xp, 1, SerialFor);
-          Pack(dy + c * BC * s.outer, rows, s.outer, BC, dp, 1, SerialFor);
+          PackGroups(x + c * BC * s.inner, rows, s.inner, BC, xp, 0, BC / 16);
+          PackGroups(dy + c * BC * s.outer, rows, s.outer, BC, dp, 0, BC / 16);
           SDDMMRange<BC>(xp, dp, rows, s, 0, s.outer, dst, c > t * per);
         }
       }
@@ -353,45 +380,44 @@ void SDDMMImpl(const float* x, const float* dy, int64_t batch, const Compressed&
   });
 }
 
-// Backward pass of one batch chunk (rows <= BC rows of x and dy) over W's rows
-// [k0, k1) (k0 a multiple of 16), from W's CSR structure `wt`:
+// Backward pass of one batch chunk (rows <= BC rows of x and dy, both packed
+// into panels) over W's rows [k0, k1) (k0 a multiple of 16), from W's CSR
+// structure `wt`:
 //   dx[b][k] = sum_i vals[i] * dy[b][idx[i]]      (vals in CSR order)
 //   dw[i]   (+)= sum_b x[b][k] * dy[b][idx[i]]    (CSR order)
 // Each dy panel row P_dy[n] is loaded once per nonzero and feeds both sums,
-// so dX and dW cost about one pass over the panel instead of two. x is
-// transposed 16 features at a time into an L1 block; dx goes out through a
-// [16][BC] tile like SpMMRange's output.
+// so dX and dW cost about one pass over the panel instead of two; the x row
+// of k stays in registers. dx goes out through a [16][BC] tile like SpMMRange's.
 template <int BC>
-void GradChunk(const float* x, const float* dypanel, int64_t rows, const Compressed& wt,
+void GradChunk(const float* xpanel, const float* dypanel, int64_t rows, const Compressed& wt,
                const float* vals, int64_t k0, int64_t k1, float* dx, float* dw,
                bool accumulate) {
   constexpr int NV = BC / kLanes;
   const int64_t k = wt.outer;
-  alignas(64) float xblock[16 * BC];
   alignas(64) float tile[16 * BC];
   vec group[kLanes];
   int filled = 0;
   int64_t first = wt.ptr[k0];
   for (int64_t kb = k0; kb < k1; kb += 16) {
     const int cols = static_cast<int>(std::min<int64_t>(16, k1 - kb));
-    PackBlock(x + kb, k, rows, cols, BC, xblock);
     for (int r = 0; r < cols; ++r) {
       vec xr[NV], acc[NV];
       for (int v = 0; v < NV; ++v) {
-        xr[v] = Load(xblock + r * BC + kLanes * v);
+        xr[v] = Load(xpanel + (kb + r) * BC + kLanes * v);
         acc[v] = vec{};
       }
       const int32_t end = wt.ptr[kb + r + 1];
       for (int32_t i = wt.ptr[kb + r]; i < end; ++i) {
         const float* d = dypanel + static_cast<int64_t>(wt.idx[i]) * BC;
         const vec w = Splat(vals[i]);
-        vec dot = vec{};
+        vec dot[2] = {vec{}, vec{}};  // two chains halve the FMA latency per entry
         for (int v = 0; v < NV; ++v) {
-          const vec dv = Load(d + kLanes * v);
+          vec dv = Load(d + kLanes * v);
+          KeepInRegister(dv);
           acc[v] += w * dv;
-          dot += xr[v] * dv;
+          dot[v & 1] += xr[v] * dv;
         }
-        group[filled++] = dot;
+        group[filled++] = dot[0] + dot[1];
         if (filled == kLanes) {
           ReduceGroup(group, kLanes, dw + first, accumulate);
           first += kLanes;
@@ -402,62 +428,50 @@ void GradChunk(const float* x, const float* dypanel, int64_t rows, const Compres
     }
     for (int64_t b0 = 0; b0 < rows; b0 += 16)
       TransposeBlock(tile + b0, BC, dx + b0 * k + kb, k, cols,
-                     static_cast<int>(std::min<int64_t>(16, rows - b0)));
+                     static_cast<int>(std::min<int64_t>(16, rows - b0)), true);
   }
   if (filled > 0) ReduceGroup(group, filled, dw + first, accumulate);
 }
 
 // dx = dy·Wᵀ and dvalues = (xᵀ·dy) at W's nonzeros in one sweep (GradChunk).
-// As in SpMMImpl, threads take whole batch chunks when there are enough
-// (dW partial sums per thread, added at the end); otherwise they split W's rows.
+// Threads split W's rows (balanced by nonzeros) and run every batch chunk, so
+// each owns a contiguous range of CSR entries: it gathers their values,
+// computes their dW and scatters it to CSC order itself, and dx columns are
+// disjoint. Two fork-joins in all (packing dy, then the rest), no partial sums.
 template <int BC>
 void GradImpl(const float* x, const float* dy, int64_t batch, const Compressed& wt,
               float* dx, float* dvalues, int num_threads, const ParallelFor& pfor,
               const Allocate& allocate) {
   const int64_t chunks = (batch + BC - 1) / BC;
   const int64_t k = wt.outer, n = wt.inner;
-  const float* vals = GatherValues(wt, num_threads, pfor, allocate);
-  const int64_t tasks = chunks >= num_threads ? num_threads : 1;
-  float* dw = allocate(tasks * wt.nnz);  // CSR order, one copy per task
-  float* dypanel = allocate((chunks >= num_threads ? tasks : chunks) * n * BC);
-  if (vals == nullptr || dw == nullptr || dypanel == nullptr) return;  // status is set
-  if (chunks >= num_threads) {
-    const int64_t per = (chunks + tasks - 1) / tasks;
-    pfor(tasks, [&](int64_t t0, int64_t t1) {
-      for (int64_t t = t0; t < t1; ++t) {
-        float* panel = dypanel + t * n * BC;
-        const int64_t c_end = std::min(chunks, (t + 1) * per);
-        if (t * per >= c_end) std::memset(dw + t * wt.nnz, 0, wt.nnz * sizeof(float));
-        for (int64_t c = t * per; c < c_end; ++c) {
-          const int64_t rows = std::min<int64_t>(BC, batch - c * BC);
-          Pack(dy + c * BC * n, rows, n, BC, panel, 1, SerialFor);
-          GradChunk<BC>(x + c * BC * k, panel, rows, wt, vals, 0, k, dx + c * BC * k,
-                        dw + t * wt.nnz, c > t * per);
-        }
-      }
-    });
-  } else {
-    Pack(dy, batch, n, BC, dypanel, num_threads, pfor);
-    const std::vector<int64_t> bounds = Split(wt.ptr, k, num_threads);
-    pfor(num_threads, [&](int64_t t0, int64_t t1) {
-      for (int64_t t = t0; t < t1; ++t) {
-        if (bounds[t] == bounds[t + 1]) continue;
-        for (int64_t c = 0; c < chunks; ++c)
-          GradChunk<BC>(x + c * BC * k, dypanel + c * n * BC,
-                        std::min<int64_t>(BC, batch - c * BC), wt, vals, bounds[t],
-                        bounds[t + 1], dx + c * BC * k, dw, c > 0);
-      }
-    });
-  }
-  // CSR order -> CSC order, adding the tasks' partial sums. perm need not be a
-  // permutation (the op does not check that), so start from zeros.
-  std::memset(dvalues, 0, wt.nnz * sizeof(float));
-  const int64_t per = (wt.nnz + num_threads - 1) / num_threads;
+  float* vals = allocate(wt.nnz);  // CSR order
+  float* dw = allocate(wt.nnz);    // CSR order
+  float* dypanel = allocate(chunks * n * BC);
+  float* xpanel = allocate(chunks * k * BC);
+  if (vals == nullptr || dw == nullptr || dypanel == nullptr || xpanel == nullptr) return;
+  // perm need not be a permutation (the op does not check that), so dvalues
+  // starts from zeros; each thread clears a slice while packing.
+  const int64_t groups = chunks * (BC / 16);
   pfor(num_threads, [&](int64_t t0, int64_t t1) {
-    for (int64_t i = t0 * per; i < std::min(wt.nnz, t1 * per); ++i) {
-      float sum = dw[i];
-      for (int64_t t = 1; t < tasks; ++t) sum += dw[t * wt.nnz + i];
-      dvalues[wt.perm[i]] = sum;
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t z0 = wt.nnz * t / num_threads, z1 = wt.nnz * (t + 1) / num_threads;
+      std::memset(dvalues + z0, 0, (z1 - z0) * sizeof(float));
+      const int64_t g0 = groups * t / num_threads, g1 = groups * (t + 1) / num_threads;
+      PackGroups(dy, batch, n, BC, dypanel, g0, g1);
+      PackGroups(x, batch, k, BC, xpanel, g0, g1);
+    }
+  });
+  const std::vector<int64_t> bounds = Split(wt.ptr, k, num_threads);
+  pfor(num_threads, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      if (bounds[t] == bounds[t + 1]) continue;
+      const int32_t i0 = wt.ptr[bounds[t]], i1 = wt.ptr[bounds[t + 1]];
+      for (int32_t i = i0; i < i1; ++i) vals[i] = wt.values[wt.perm[i]];
+      for (int64_t c = 0; c < chunks; ++c)
+        GradChunk<BC>(xpanel + c * k * BC, dypanel + c * n * BC,
+                      std::min<int64_t>(BC, batch - c * BC), wt, vals, bounds[t],
+                      bounds[t + 1], dx + c * BC * k, dw, c > 0);
+      for (int32_t i = i0; i < i1; ++i) dvalues[wt.perm[i]] = dw[i];
     }
   });
 }
@@ -495,6 +509,25 @@ void SDDMM(const float* x, const float* dy, int64_t batch, const Compressed& s,
     case 64: return SDDMMImpl<64>(x, dy, batch, s, dvalues, num_threads, pfor, allocate);
     default: return SDDMMImpl<128>(x, dy, batch, s, dvalues, num_threads, pfor, allocate);
   }
+}
+
+bool AllBelow(const int32_t* v, int64_t size, uint32_t limit, int num_threads,
+              const ParallelFor& pfor) {
+  num_threads = std::max(1, num_threads);
+  // One thread reads ~10 GB/s here; a fork-join only pays off for megabytes.
+  const int64_t per = std::max<int64_t>(1 << 18, (size + num_threads - 1) / num_threads);
+  const int64_t tasks = (size + per - 1) / per;
+  std::vector<char> bad(std::max<int64_t>(tasks, 1), 0);
+  pfor(tasks, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      uint32_t largest = 0;  // a max reduction vectorises (vpmaxud), a bool |= does not
+      const int64_t end = std::min(size, (t + 1) * per);
+      for (int64_t j = t * per; j < end; ++j)
+        largest = std::max(largest, static_cast<uint32_t>(v[j]));
+      bad[t] = largest >= limit;
+    }
+  });
+  return std::none_of(bad.begin(), bad.end(), [](char b) { return b != 0; });
 }
 
 void SpMMGrad(const float* x, const float* dy, int64_t batch, const Compressed& wt, float* dx,
