@@ -87,6 +87,11 @@ class SparseInferenceDense(keras.layers.Layer):
     def call(self, inputs):
         x = tf.cast(inputs, tf.float32)
         reason = fallback.op_unavailable_reason()
+        fused = sparse_matmul_ops.fused_activation(self.activation)
+        if reason is None and fused is not None and self.compute_dtype == "float32":
+            # Bias and activation inside the op (one pass over the output).
+            return sparse_matmul_ops.sparse_matmul(x, self.sparse_weight(), bias=self.bias,
+                                                   activation=fused)
         if reason is None:
             y = sparse_matmul_ops.sparse_matmul(x, self.sparse_weight())
         else:

@@ -2,6 +2,7 @@
 
 import pathlib
 
+import keras
 import tensorflow as tf
 
 from state_of_sparsity.custom_ops import sparse_format
@@ -32,21 +33,38 @@ def load_library():
     return _library
 
 
-def sparse_matmul(x, weight):
-    """`x @ W` for dense `x` [..., K] and a `SparseWeight` W [K, N]; differentiable in x and values.
+ACTIVATIONS = ("linear", "relu")
+
+
+def sparse_matmul(x, weight, bias=None, activation=None):
+    """`activation(x @ W + bias)` for dense `x` [..., K] and a `SparseWeight` W [K, N].
+
+    Differentiable in x, the values and the bias. With a bias or "relu" the
+    bias add and the activation run inside the op on each output tile (one
+    op, no extra passes over the output), like TF's fused dense matmul.
 
     Example:
     ```python
     w = SparseWeight.from_dense(np.array([[0., 2.], [3., 0.]], "float32"))
     sparse_matmul(tf.ones([1, 2]), w)  # [[3., 2.]]
+    sparse_matmul(tf.ones([1, 2]), w, bias=[-4., 0.], activation="relu")  # [[0., 2.]]
     ```
     """
     x = _float32("x", x)
     _check_features("x", x, weight.shape[0], "rows of the weight")
-    return load_library().sos_sparse_matmul(
-        x, weight.values, weight.col_ptr, weight.row_idx,
-        weight.row_ptr, weight.col_idx, weight.perm,
-    )
+    activation = "linear" if activation is None else activation
+    if activation not in ACTIVATIONS:
+        raise ValueError(
+            f"`activation` must be one of {ACTIVATIONS} or None (apply others after the "
+            f"op). Received: activation={activation!r}"
+        )
+    arrays = (weight.values, weight.col_ptr, weight.row_idx, weight.row_ptr, weight.col_idx,
+              weight.perm)
+    if bias is None and activation == "linear":
+        return load_library().sos_sparse_matmul(x, *arrays)
+    bias = tf.zeros([0], tf.float32) if bias is None else _float32("bias", bias)
+    return load_library().sos_sparse_matmul_bias_activation(x, *arrays, bias,
+                                                            activation=activation)
 
 
 def sparse_matmul_grad_input(dy, weight):
@@ -104,6 +122,26 @@ def _sparse_matmul_grad(op, dy):
     return [dx, dvalues, None, None, None, None, None]
 
 
+def fused_activation(activation):
+    """The `activation` name under which the op applies a Keras activation itself, else None."""
+    if activation is None or activation is keras.activations.linear:
+        return "linear"
+    if activation is keras.activations.relu:
+        return "relu"
+    return None
+
+
+def _sparse_matmul_bias_activation_grad(op, dy):
+    x, values, _, _, row_ptr, col_idx, perm, bias = op.inputs
+    if op.get_attr("activation") == b"relu":
+        dy = dy * tf.cast(op.outputs[0] > 0, dy.dtype)
+    dx, dvalues = load_library().sos_sparse_matmul_grad(x, dy, values, row_ptr, col_idx, perm)
+    flat = tf.reshape(dy, [-1, tf.shape(dy)[-1]])
+    dbias = tf.cond(tf.size(bias) > 0, lambda: tf.reduce_sum(flat, axis=0),
+                    lambda: tf.zeros_like(bias))
+    return [dx, dvalues, None, None, None, None, None, dbias]
+
+
 def _float32(name, tensor):
     tensor = tf.convert_to_tensor(tensor)
     if tensor.dtype != tf.float32:
@@ -144,3 +182,4 @@ def _register_gradient(op_name, function):
 
 _register_gradient("SosGatherNonzeros", _gather_nonzeros_grad)
 _register_gradient("SosSparseMatmul", _sparse_matmul_grad)
+_register_gradient("SosSparseMatmulBiasActivation", _sparse_matmul_bias_activation_grad)

@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import state_of_sparsity as sos
 from state_of_sparsity.custom_ops import SparseInferenceDense
@@ -34,6 +35,16 @@ def test_gives_the_pruned_model_predictions():
     np.testing.assert_allclose(converted.predict(X, verbose=0), pruned.predict(X, verbose=0),
                                rtol=1e-5, atol=1e-5)
     assert converted.layers[0].nnz == round(16 * 32 * 0.1)
+
+
+def test_bias_and_relu_run_inside_the_op():
+    converted = to_sparse_inference(pruned_mlp())
+    graph = tf.function(converted).get_concrete_function(tf.TensorSpec([None, 16])).graph
+    op_types = [op.type for op in graph.get_operations()]
+    # relu and linear layers: bias and activation fused; tanh is applied after the op.
+    assert op_types.count("SosSparseMatmulBiasActivation") == 2
+    assert op_types.count("SosSparseMatmul") == 1
+    assert "Relu" not in op_types and "Tanh" in op_types
 
 
 def test_dense_layers_below_min_sparsity_stay_dense():

@@ -54,6 +54,39 @@ def test_fused_gradient_matches_numpy_across_chunkings(shape):
     np.testing.assert_allclose(dvalues, nonzeros_of(w, x.T @ dy), rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("activation", [None, "relu"])
+@pytest.mark.parametrize("sparsity", [0.0, 0.6, 1.0])
+def test_bias_and_activation_in_the_op_match_numpy_with_gradients(sparsity, activation):
+    b, k, n = 37, 40, 33
+    w = random_weight(k, n, sparsity, seed=10)
+    rng = np.random.default_rng(11)
+    x, bias, dy = rng.normal(size=(b, k)), rng.normal(size=n), rng.normal(size=(b, n))
+    pre = x @ w + bias
+    y = np.maximum(pre, 0.0) if activation == "relu" else pre
+    dpre = dy * (pre > 0) if activation == "relu" else dy
+    weight = SparseWeight.from_dense(w)
+    xt, bt, vt = (tf.constant(a, tf.float32) for a in (x, bias, weight.values))
+    with tf.GradientTape() as tape:
+        tape.watch([xt, bt, vt])
+        out = ops.sparse_matmul(xt, weight._replace(values=vt), bias=bt, activation=activation)
+        loss = tf.reduce_sum(out * tf.constant(dy, tf.float32))
+    dx, dbias, dvalues = tape.gradient(loss, [xt, bt, vt])
+    np.testing.assert_allclose(out, y, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(dx, dpre @ w.T, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(dbias, dpre.sum(0), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(dvalues, nonzeros_of(w, x.T @ dpre), rtol=1e-4, atol=1e-4)
+
+
+def test_fused_op_rejects_bad_bias_and_activation():
+    inputs = valid_inputs()
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=r"`bias` must have one entry per column of W \(4\) or none.*bias.shape=\[3\]"):
+        RAW.sos_sparse_matmul_bias_activation(**inputs, bias=np.ones(3, np.float32))
+    weight = SparseWeight.from_dense(random_weight(3, 4, 0.5))
+    with pytest.raises(ValueError, match=r"`activation` must be one of \('linear', 'relu'\)"):
+        ops.sparse_matmul(np.ones((2, 3), np.float32), weight, activation="gelu")
+
+
 def test_empty_rows_and_columns_give_zero_outputs():
     w = random_weight(20, 30, 0.5)
     w[3] = 0.0
@@ -263,6 +296,9 @@ np.testing.assert_allclose(ops.sparse_matmul_grad_input(dy, weight), dy @ w.T, r
 cols, rows = np.nonzero(w.T)
 np.testing.assert_allclose(ops.sparse_matmul_grad_values(x, dy, weight), (x.T @ dy)[rows, cols],
                            rtol=1e-4, atol=1e-4)
+bias = rng.normal(size=45).astype(np.float32)
+np.testing.assert_allclose(ops.sparse_matmul(x, weight, bias=bias, activation="relu"),
+                           np.maximum(x @ w + bias, 0), rtol=1e-4, atol=1e-4)
 dx, dvalues = ops.sparse_matmul_grad(x, dy, weight)
 np.testing.assert_allclose(dx, dy @ w.T, rtol=1e-4, atol=1e-4)
 np.testing.assert_allclose(dvalues, (x.T @ dy)[rows, cols], rtol=1e-4, atol=1e-4)

@@ -33,6 +33,13 @@ struct Compressed {
   int64_t nnz;
 };
 
+// Applied to each output column of SpMM before it is written (fused like
+// TF's _FusedMatMul): out = act(in · S + bias).
+struct Epilogue {
+  const float* bias = nullptr;  // [s.outer] or nullptr
+  bool relu = false;
+};
+
 // out[B, s.outer] = in[B, s.inner] · S with S[idx[j], o] = value j for ptr[o] <= j < ptr[o + 1].
 // Used for the forward pass (S = W as CSC) and for dX (S = Wᵀ, i.e. W as CSR).
 // SDDMM: dvalues[j] = (xᵀ·dy)[idx[j], o] for S's entries j (the update pass).
@@ -43,7 +50,8 @@ struct Compressed {
 #define SOS_DECLARE_KERNELS(ns)                                                   \
   namespace ns {                                                                \
   void SpMM(const float* in, int64_t batch, const Compressed& s, float* out,     \
-            int num_threads, const ParallelFor& pfor, const Allocate& allocate);  \
+            int num_threads, const ParallelFor& pfor, const Allocate& allocate,   \
+            const Epilogue& epilogue);                                          \
   void SDDMM(const float* x, const float* dy, int64_t batch, const Compressed& s, \
              float* dvalues, int num_threads, const ParallelFor& pfor,           \
              const Allocate& allocate);                                         \

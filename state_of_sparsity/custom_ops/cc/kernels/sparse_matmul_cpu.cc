@@ -222,7 +222,8 @@ std::vector<int64_t> Split(const int32_t* ptr, int64_t outer, int parts) {
 
 template <int BC>
 void SpMMRange(const float* panel, int64_t batch, const Compressed& s,
-               const float* values, int64_t o0, int64_t o1, float* out) {
+               const float* values, int64_t o0, int64_t o1, float* out,
+               const Epilogue& epilogue) {
   constexpr int NV = BC / kLanes;
   alignas(64) float tile[16 * BC];
   const int64_t chunks = (batch + BC - 1) / BC;
@@ -241,6 +242,12 @@ void SpMMRange(const float* panel, int64_t batch, const Compressed& s,
           const float* x = p + static_cast<int64_t>(s.idx[j]) * BC;
           for (int v = 0; v < NV; ++v) acc[v] += w * Load(x + kLanes * v);
         }
+        if (epilogue.bias != nullptr) {
+          const vec b = Splat(epilogue.bias[ob + i]);
+          for (int v = 0; v < NV; ++v) acc[v] += b;
+        }
+        if (epilogue.relu)
+          for (int v = 0; v < NV; ++v) acc[v] = acc[v] > vec{} ? acc[v] : vec{};
         for (int v = 0; v < NV; ++v) Store(tile + i * BC + kLanes * v, acc[v]);
       }
       for (int64_t b0 = 0; b0 < rows; b0 += 16)
@@ -302,7 +309,8 @@ const float* GatherValues(const Compressed& s, int num_threads, const ParallelFo
 // needed between packing and multiplying. Otherwise they split the outputs.
 template <int BC>
 void SpMMImpl(const float* in, int64_t batch, const Compressed& s, float* out,
-              int num_threads, const ParallelFor& pfor, const Allocate& allocate) {
+              int num_threads, const ParallelFor& pfor, const Allocate& allocate,
+              const Epilogue& epilogue) {
   const int64_t chunks = (batch + BC - 1) / BC;
   float* panel = allocate(chunks * s.inner * BC);
   // CSR entries read their CSC value through perm: gather them once, in order
@@ -316,7 +324,7 @@ void SpMMImpl(const float* in, int64_t batch, const Compressed& s, float* out,
         const int64_t rows = std::min<int64_t>(BC, batch - c * BC);
         float* p = panel + c * s.inner * BC;
         PackGroups(in + c * BC * s.inner, rows, s.inner, BC, p, 0, BC / 16);
-        SpMMRange<BC>(p, rows, s, values, 0, s.outer, out + c * BC * s.outer);
+        SpMMRange<BC>(p, rows, s, values, 0, s.outer, out + c * BC * s.outer, epilogue);
       }
     });
     return;
@@ -325,7 +333,7 @@ void SpMMImpl(const float* in, int64_t batch, const Compressed& s, float* out,
   const std::vector<int64_t> bounds = Split(s.ptr, s.outer, num_threads);
   pfor(num_threads, [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; ++t)
-      SpMMRange<BC>(panel, batch, s, values, bounds[t], bounds[t + 1], out);
+      SpMMRange<BC>(panel, batch, s, values, bounds[t], bounds[t + 1], out, epilogue);
   });
 }
 
@@ -479,18 +487,23 @@ void GradImpl(const float* x, const float* dy, int64_t batch, const Compressed& 
 }  // namespace
 
 void SpMM(const float* in, int64_t batch, const Compressed& s, float* out,
-          int num_threads, const ParallelFor& pfor, const Allocate& allocate) {
+          int num_threads, const ParallelFor& pfor, const Allocate& allocate,
+          const Epilogue& epilogue) {
   if (batch == 0 || s.outer == 0) return;
-  if (s.nnz == 0 || s.inner == 0) {
-    std::memset(out, 0, batch * s.outer * sizeof(float));
+  if (s.nnz == 0 || s.inner == 0) {  // out = act(bias), or zeros
+    for (int64_t b = 0; b < batch; ++b)
+      for (int64_t o = 0; o < s.outer; ++o) {
+        const float v = epilogue.bias != nullptr ? epilogue.bias[o] : 0.f;
+        out[b * s.outer + o] = epilogue.relu && !(v > 0.f) ? 0.f : v;
+      }
     return;
   }
   num_threads = std::max(1, num_threads);
   switch (ChooseChunk(batch, s.inner, num_threads, 32)) {
-    case 16: return SpMMImpl<16>(in, batch, s, out, num_threads, pfor, allocate);
-    case 32: return SpMMImpl<32>(in, batch, s, out, num_threads, pfor, allocate);
-    case 64: return SpMMImpl<64>(in, batch, s, out, num_threads, pfor, allocate);
-    default: return SpMMImpl<128>(in, batch, s, out, num_threads, pfor, allocate);
+    case 16: return SpMMImpl<16>(in, batch, s, out, num_threads, pfor, allocate, epilogue);
+    case 32: return SpMMImpl<32>(in, batch, s, out, num_threads, pfor, allocate, epilogue);
+    case 64: return SpMMImpl<64>(in, batch, s, out, num_threads, pfor, allocate, epilogue);
+    default: return SpMMImpl<128>(in, batch, s, out, num_threads, pfor, allocate, epilogue);
   }
 }
 

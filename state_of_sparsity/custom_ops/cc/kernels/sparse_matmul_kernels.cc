@@ -179,9 +179,19 @@ TensorShape WithLastDim(const TensorShape& shape, int64_t last) {
 
 }  // namespace
 
+// SosSparseMatmul, and SosSparseMatmulBiasActivation (an 8th input `bias`,
+// attr `activation`) which adds the bias and applies the activation to each
+// output tile before it is written, saving two passes over the output.
 class SparseMatmulOp : public OpKernel {
  public:
-  explicit SparseMatmulOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
+  explicit SparseMatmulOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+    fused_ = ctx->num_inputs() == 8;
+    if (fused_) {
+      std::string activation;
+      OP_REQUIRES_OK(ctx, ctx->GetAttr("activation", &activation));
+      relu_ = activation == "relu";
+    }
+  }
 
   void Compute(OpKernelContext* ctx) override {
     const Tensor& x = ctx->input(0);
@@ -202,6 +212,18 @@ class SparseMatmulOp : public OpKernel {
     OP_REQUIRES_OK(ctx, CheckIndices(ctx, "row_idx", row_idx, k, "rows of W"));
     const int64_t n = col_ptr.dim_size(0) - 1;
 
+    Epilogue epilogue;
+    if (fused_) {
+      const Tensor& bias = ctx->input(7);
+      OP_REQUIRES_OK(ctx, CheckVector("bias", bias));
+      OP_REQUIRES(ctx, bias.dim_size(0) == n || bias.dim_size(0) == 0,
+                  absl::InvalidArgumentError(absl::StrCat(
+                      "`bias` must have one entry per column of W (", n,
+                      ") or none. Received: bias.shape=", bias.shape().DebugString())));
+      if (bias.dim_size(0) > 0) epilogue.bias = bias.flat<float>().data();
+      epilogue.relu = relu_;
+    }
+
     Tensor* y = nullptr;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, WithLastDim(x.shape(), n), &y));
     const Compressed w{col_ptr.flat<int32_t>().data(), row_idx.flat<int32_t>().data(),
@@ -209,8 +231,12 @@ class SparseMatmulOp : public OpKernel {
     Pool pool = ThreadPool(ctx);
     TempAllocator temps(ctx);
     Dispatch().spmm(x.flat<float>().data(), Rows(x), w, y->flat<float>().data(),
-                    pool.num_threads, pool.pfor, std::ref(temps));
+                    pool.num_threads, pool.pfor, std::ref(temps), epilogue);
   }
+
+ private:
+  bool fused_ = false;
+  bool relu_ = false;
 };
 
 class SparseMatmulGradInputOp : public OpKernel {
@@ -241,7 +267,7 @@ class SparseMatmulGradInputOp : public OpKernel {
     Pool pool = ThreadPool(ctx);
     TempAllocator temps(ctx);
     Dispatch().spmm(dy.flat<float>().data(), Rows(dy), wt, dx->flat<float>().data(),
-                    pool.num_threads, pool.pfor, std::ref(temps));
+                    pool.num_threads, pool.pfor, std::ref(temps), Epilogue{});
   }
 };
 
@@ -324,6 +350,8 @@ class SparseMatmulGradOp : public OpKernel {
 };
 
 REGISTER_KERNEL_BUILDER(Name("SosSparseMatmul").Device(DEVICE_CPU), SparseMatmulOp);
+REGISTER_KERNEL_BUILDER(Name("SosSparseMatmulBiasActivation").Device(DEVICE_CPU),
+                        SparseMatmulOp);
 REGISTER_KERNEL_BUILDER(Name("SosSparseMatmulGradInput").Device(DEVICE_CPU),
                         SparseMatmulGradInputOp);
 REGISTER_KERNEL_BUILDER(Name("SosSparseMatmulGradValues").Device(DEVICE_CPU),

@@ -64,6 +64,34 @@ REGISTER_OP("SosSparseMatmul")
     })
     .Doc("Y = X·W for dense X [..., K] and sparse W [K, N] given as CSC (+ CSR for the gradient).");
 
+REGISTER_OP("SosSparseMatmulBiasActivation")
+    .Input("x: float")          // [..., K]
+    .Input("values: float")     // [nnz], CSC order
+    .Input("col_ptr: int32")    // [N + 1]
+    .Input("row_idx: int32")    // [nnz]
+    .Input("row_ptr: int32")    // [K + 1] (CSR, for the gradient)
+    .Input("col_idx: int32")    // [nnz]
+    .Input("perm: int32")       // [nnz], CSR entry -> CSC value
+    .Input("bias: float")       // [N], or [0] for none
+    .Attr("activation: {'linear', 'relu'} = 'linear'")
+    .Output("y: float")         // [..., N]
+    .SetShapeFn([](InferenceContext* c) {
+      ShapeHandle x, y, bias;
+      TF_RETURN_IF_ERROR(c->WithRankAtLeast(c->input(0), 2, &x));
+      TF_RETURN_IF_ERROR(c->WithRank(c->input(7), 1, &bias));
+      DimensionHandle nnz, n, k;
+      TF_RETURN_IF_ERROR(MergeNnz(c, {1, 3, 5, 6}, &nnz));
+      TF_RETURN_IF_ERROR(PointerDim(c, 2, &n));
+      TF_RETURN_IF_ERROR(PointerDim(c, 4, &k));
+      DimensionHandle unused;
+      TF_RETURN_IF_ERROR(c->Merge(c->Dim(x, -1), k, &unused));
+      TF_RETURN_IF_ERROR(ReplaceLastDim(c, x, n, &y));
+      c->set_output(0, y);
+      return absl::OkStatus();
+    })
+    .Doc("Y = activation(X·W + bias): SosSparseMatmul with the bias and activation "
+         "applied to each output tile before it is written.");
+
 REGISTER_OP("SosSparseMatmulGradInput")
     .Input("dy: float")         // [..., N]
     .Input("values: float")     // [nnz], CSC order
