@@ -164,6 +164,18 @@ absl::Status CheckIndices(OpKernelContext* ctx, const char* name, const Tensor& 
                                                  j, "]=", v[j]));
 }
 
+// W's CSR structure for the gradients: row_ptr over nnz entries, columns in
+// [0, n) (n = dy's features), perm into the nnz values.
+absl::Status CheckCsrStructure(OpKernelContext* ctx, const Tensor& row_ptr,
+                               const Tensor& col_idx, const Tensor& perm, int64_t nnz,
+                               int64_t n) {
+  TF_RETURN_IF_ERROR(CheckSameLength("col_idx", col_idx, "values", nnz));
+  TF_RETURN_IF_ERROR(CheckSameLength("perm", perm, "values", nnz));
+  TF_RETURN_IF_ERROR(CheckPointer("row_ptr", row_ptr, nnz));
+  TF_RETURN_IF_ERROR(CheckIndices(ctx, "col_idx", col_idx, n, "columns of W: dy.shape[-1]"));
+  return CheckIndices(ctx, "perm", perm, nnz, "number of nonzeros");
+}
+
 // Product of the leading dimensions (the op treats [..., features] as [rows, features]).
 int64_t Rows(const Tensor& t) {
   int64_t rows = 1;
@@ -175,6 +187,13 @@ TensorShape WithLastDim(const TensorShape& shape, int64_t last) {
   TensorShape out = shape;
   out.set_dim(out.dims() - 1, last);
   return out;
+}
+
+absl::Status CheckSameBatch(const Tensor& x, const Tensor& dy) {
+  if (WithLastDim(x.shape(), 1) == WithLastDim(dy.shape(), 1)) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(
+      "`x` and `dy` must have the same leading (batch) dimensions. Received: x.shape=",
+      x.shape().DebugString(), ", dy.shape=", dy.shape().DebugString()));
 }
 
 }  // namespace
@@ -253,11 +272,7 @@ class SparseMatmulGradInputOp : public OpKernel {
     const int64_t nnz = values.dim_size(0);
     OP_REQUIRES_OK(ctx, CheckActivations("dy", dy, -1, ""));
     const int64_t n = dy.dim_size(dy.dims() - 1);
-    OP_REQUIRES_OK(ctx, CheckSameLength("col_idx", col_idx, "values", nnz));
-    OP_REQUIRES_OK(ctx, CheckSameLength("perm", perm, "values", nnz));
-    OP_REQUIRES_OK(ctx, CheckPointer("row_ptr", row_ptr, nnz));
-    OP_REQUIRES_OK(ctx, CheckIndices(ctx, "col_idx", col_idx, n, "columns of W: dy.shape[-1]"));
-    OP_REQUIRES_OK(ctx, CheckIndices(ctx, "perm", perm, nnz, "number of nonzeros"));
+    OP_REQUIRES_OK(ctx, CheckCsrStructure(ctx, row_ptr, col_idx, perm, nnz, n));
     const int64_t k = row_ptr.dim_size(0) - 1;
 
     Tensor* dx = nullptr;
@@ -284,11 +299,7 @@ class SparseMatmulGradValuesOp : public OpKernel {
     OP_REQUIRES_OK(ctx, CheckVector("col_ptr", col_ptr));
     const int64_t n = col_ptr.dim_size(0) - 1;
     OP_REQUIRES_OK(ctx, CheckActivations("dy", dy, n, "columns of W: col_ptr.shape[0] - 1"));
-    const TensorShape batch_x = WithLastDim(x.shape(), 1), batch_dy = WithLastDim(dy.shape(), 1);
-    OP_REQUIRES(ctx, batch_x == batch_dy,
-                absl::InvalidArgumentError(absl::StrCat(
-                    "`x` and `dy` must have the same leading (batch) dimensions. Received: "
-                    "x.shape=", x.shape().DebugString(), ", dy.shape=", dy.shape().DebugString())));
+    OP_REQUIRES_OK(ctx, CheckSameBatch(x, dy));
     OP_REQUIRES_OK(ctx, CheckVector("row_idx", row_idx));
     const int64_t nnz = row_idx.dim_size(0);
     const int64_t k = x.dim_size(x.dims() - 1);
@@ -324,16 +335,9 @@ class SparseMatmulGradOp : public OpKernel {
     const int64_t k = row_ptr.dim_size(0) - 1;
     OP_REQUIRES_OK(ctx, CheckActivations("x", x, k, "rows of W: row_ptr.shape[0] - 1"));
     OP_REQUIRES_OK(ctx, CheckActivations("dy", dy, -1, ""));
-    OP_REQUIRES(ctx, WithLastDim(x.shape(), 1) == WithLastDim(dy.shape(), 1),
-                absl::InvalidArgumentError(absl::StrCat(
-                    "`x` and `dy` must have the same leading (batch) dimensions. Received: "
-                    "x.shape=", x.shape().DebugString(), ", dy.shape=", dy.shape().DebugString())));
+    OP_REQUIRES_OK(ctx, CheckSameBatch(x, dy));
     const int64_t n = dy.dim_size(dy.dims() - 1);
-    OP_REQUIRES_OK(ctx, CheckSameLength("col_idx", col_idx, "values", nnz));
-    OP_REQUIRES_OK(ctx, CheckSameLength("perm", perm, "values", nnz));
-    OP_REQUIRES_OK(ctx, CheckPointer("row_ptr", row_ptr, nnz));
-    OP_REQUIRES_OK(ctx, CheckIndices(ctx, "col_idx", col_idx, n, "columns of W: dy.shape[-1]"));
-    OP_REQUIRES_OK(ctx, CheckIndices(ctx, "perm", perm, nnz, "number of nonzeros"));
+    OP_REQUIRES_OK(ctx, CheckCsrStructure(ctx, row_ptr, col_idx, perm, nnz, n));
 
     Tensor* dx = nullptr;
     Tensor* dvalues = nullptr;

@@ -38,6 +38,30 @@ absl::Status ReplaceLastDim(InferenceContext* c, ShapeHandle s, DimensionHandle 
   return c->Concatenate(batch, c->Vector(to), out);
 }
 
+// x = input 0 and dy = input 1, both [..., features] with the same leading dimensions.
+absl::Status ActivationsWithSameBatch(InferenceContext* c, ShapeHandle* x, ShapeHandle* dy) {
+  ShapeHandle batch_x, batch_dy, batch;
+  TF_RETURN_IF_ERROR(c->WithRankAtLeast(c->input(0), 2, x));
+  TF_RETURN_IF_ERROR(c->WithRankAtLeast(c->input(1), 2, dy));
+  TF_RETURN_IF_ERROR(c->Subshape(*x, 0, -1, &batch_x));
+  TF_RETURN_IF_ERROR(c->Subshape(*dy, 0, -1, &batch_dy));
+  return c->Merge(batch_x, batch_dy, &batch);
+}
+
+// y [..., N] of the forward ops (inputs 0-6: x, values, col_ptr, row_idx, row_ptr, col_idx, perm).
+absl::Status SparseMatmulShape(InferenceContext* c) {
+  ShapeHandle x, y;
+  TF_RETURN_IF_ERROR(c->WithRankAtLeast(c->input(0), 2, &x));
+  DimensionHandle nnz, n, k, unused;
+  TF_RETURN_IF_ERROR(MergeNnz(c, {1, 3, 5, 6}, &nnz));
+  TF_RETURN_IF_ERROR(PointerDim(c, 2, &n));
+  TF_RETURN_IF_ERROR(PointerDim(c, 4, &k));
+  TF_RETURN_IF_ERROR(c->Merge(c->Dim(x, -1), k, &unused));
+  TF_RETURN_IF_ERROR(ReplaceLastDim(c, x, n, &y));
+  c->set_output(0, y);
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 REGISTER_OP("SosSparseMatmul")
@@ -49,19 +73,7 @@ REGISTER_OP("SosSparseMatmul")
     .Input("col_idx: int32")    // [nnz]
     .Input("perm: int32")       // [nnz], CSR entry -> CSC value
     .Output("y: float")         // [..., N]
-    .SetShapeFn([](InferenceContext* c) {
-      ShapeHandle x, y;
-      TF_RETURN_IF_ERROR(c->WithRankAtLeast(c->input(0), 2, &x));
-      DimensionHandle nnz, n, k;
-      TF_RETURN_IF_ERROR(MergeNnz(c, {1, 3, 5, 6}, &nnz));
-      TF_RETURN_IF_ERROR(PointerDim(c, 2, &n));
-      TF_RETURN_IF_ERROR(PointerDim(c, 4, &k));
-      DimensionHandle unused;
-      TF_RETURN_IF_ERROR(c->Merge(c->Dim(x, -1), k, &unused));
-      TF_RETURN_IF_ERROR(ReplaceLastDim(c, x, n, &y));
-      c->set_output(0, y);
-      return absl::OkStatus();
-    })
+    .SetShapeFn(SparseMatmulShape)
     .Doc("Y = X·W for dense X [..., K] and sparse W [K, N] given as CSC (+ CSR for the gradient).");
 
 REGISTER_OP("SosSparseMatmulBiasActivation")
@@ -76,18 +88,9 @@ REGISTER_OP("SosSparseMatmulBiasActivation")
     .Attr("activation: {'linear', 'relu'} = 'linear'")
     .Output("y: float")         // [..., N]
     .SetShapeFn([](InferenceContext* c) {
-      ShapeHandle x, y, bias;
-      TF_RETURN_IF_ERROR(c->WithRankAtLeast(c->input(0), 2, &x));
+      ShapeHandle bias;
       TF_RETURN_IF_ERROR(c->WithRank(c->input(7), 1, &bias));
-      DimensionHandle nnz, n, k;
-      TF_RETURN_IF_ERROR(MergeNnz(c, {1, 3, 5, 6}, &nnz));
-      TF_RETURN_IF_ERROR(PointerDim(c, 2, &n));
-      TF_RETURN_IF_ERROR(PointerDim(c, 4, &k));
-      DimensionHandle unused;
-      TF_RETURN_IF_ERROR(c->Merge(c->Dim(x, -1), k, &unused));
-      TF_RETURN_IF_ERROR(ReplaceLastDim(c, x, n, &y));
-      c->set_output(0, y);
-      return absl::OkStatus();
+      return SparseMatmulShape(c);
     })
     .Doc("Y = activation(X·W + bias): SosSparseMatmul with the bias and activation "
          "applied to each output tile before it is written.");
@@ -118,12 +121,8 @@ REGISTER_OP("SosSparseMatmulGradValues")
     .Input("row_idx: int32")    // [nnz]
     .Output("dvalues: float")   // [nnz], CSC order
     .SetShapeFn([](InferenceContext* c) {
-      ShapeHandle x, dy, batch_x, batch_dy, unused_shape;
-      TF_RETURN_IF_ERROR(c->WithRankAtLeast(c->input(0), 2, &x));
-      TF_RETURN_IF_ERROR(c->WithRankAtLeast(c->input(1), 2, &dy));
-      TF_RETURN_IF_ERROR(c->Subshape(x, 0, -1, &batch_x));
-      TF_RETURN_IF_ERROR(c->Subshape(dy, 0, -1, &batch_dy));
-      TF_RETURN_IF_ERROR(c->Merge(batch_x, batch_dy, &unused_shape));
+      ShapeHandle x, dy;
+      TF_RETURN_IF_ERROR(ActivationsWithSameBatch(c, &x, &dy));
       DimensionHandle nnz, n, unused;
       TF_RETURN_IF_ERROR(MergeNnz(c, {3}, &nnz));
       TF_RETURN_IF_ERROR(PointerDim(c, 2, &n));
@@ -143,12 +142,8 @@ REGISTER_OP("SosSparseMatmulGrad")
     .Output("dx: float")        // [..., K]
     .Output("dvalues: float")   // [nnz], CSC order
     .SetShapeFn([](InferenceContext* c) {
-      ShapeHandle x, dy, batch_x, batch_dy, batch;
-      TF_RETURN_IF_ERROR(c->WithRankAtLeast(c->input(0), 2, &x));
-      TF_RETURN_IF_ERROR(c->WithRankAtLeast(c->input(1), 2, &dy));
-      TF_RETURN_IF_ERROR(c->Subshape(x, 0, -1, &batch_x));
-      TF_RETURN_IF_ERROR(c->Subshape(dy, 0, -1, &batch_dy));
-      TF_RETURN_IF_ERROR(c->Merge(batch_x, batch_dy, &batch));
+      ShapeHandle x, dy;
+      TF_RETURN_IF_ERROR(ActivationsWithSameBatch(c, &x, &dy));
       DimensionHandle nnz, k, unused;
       TF_RETURN_IF_ERROR(MergeNnz(c, {2, 4, 5}, &nnz));
       TF_RETURN_IF_ERROR(PointerDim(c, 3, &k));
