@@ -89,7 +89,7 @@ class OpSparseDense(sparse_layers.SparseDense):
         if reason is not None or self._pattern is None:
             fallback.warn_once(type(self).__name__, reason or "the layer was built without the op")
             return super().call(inputs, training)
-        mask = tf.convert_to_tensor(self.mask)
+        mask = tf.cast(self.mask, tf.float32)  # 0/1, exact in any float (autocast may read bf16)
         # The pattern is refreshed outside the branch: index arrays made inside a
         # differentiated tf.cond trip TF's graph type inference.
         arrays = self._current_pattern(mask)
@@ -110,11 +110,13 @@ class OpSparseDense(sparse_layers.SparseDense):
         )
         kernel = tf.cast(self.sparse_weight, tf.float32)
         weight = structure._replace(values=sparse_matmul_ops.gather_nonzeros(kernel, structure))
-        x = tf.cast(inputs, tf.float32)
+        x = tf.cast(inputs, sparse_matmul_ops.activation_dtype(self.compute_dtype))
         fused = sparse_matmul_ops.fused_activation(self.activation)
-        if fused is not None and self.compute_dtype == "float32":
+        if fused is not None:
             # Bias and activation inside the op (one pass over the output).
-            return sparse_matmul_ops.sparse_matmul(x, weight, bias=self.bias, activation=fused)
+            bias = None if self.bias is None else tf.cast(self.bias, tf.float32)
+            outputs = sparse_matmul_ops.sparse_matmul(x, weight, bias=bias, activation=fused)
+            return tf.cast(outputs, self.compute_dtype)
         outputs = sparse_matmul_ops.sparse_matmul(x, weight)
         return self._epilogue(tf.cast(outputs, self.compute_dtype))
 

@@ -93,3 +93,23 @@ def test_falls_back_to_masked_dense_with_one_warning(monkeypatch):
     with pytest.warns(UserWarning, match="a GPU is visible.*masked dense math"):
         y = model(X)
     np.testing.assert_allclose(y, masked_dense_reference(model, X), rtol=1e-5, atol=1e-5)
+
+
+def test_mixed_bfloat16_runs_the_op_on_bfloat16_activations():
+    import tensorflow as tf
+
+    float_model = make_model(OpSparseDense)
+    mixed_model = make_model(OpSparseDense, dtype="mixed_bfloat16")
+    mixed_model.set_weights(float_model.get_weights())
+    hidden = mixed_model.layers[0]
+    graph = tf.function(hidden).get_concrete_function(tf.TensorSpec([None, 20])).graph
+    # The op sits in a tf.cond branch (dense path above max_density): search the functions.
+    nodes = [node for function in graph.as_graph_def().library.function
+             for node in function.node_def if node.op == "SosSparseMatmulBiasActivation"]
+    assert nodes and all(n.attr["T"].type == tf.bfloat16.as_datatype_enum for n in nodes)
+    x = X[:8]
+    # bfloat16 keeps 8 bits of mantissa: outputs agree to about 1%.
+    np.testing.assert_allclose(hidden(x).numpy().astype(np.float32), float_model.layers[0](x),
+                               rtol=3e-2, atol=3e-2)
+    loss = mixed_model.train_on_batch(X, Y)
+    assert np.isfinite(loss)

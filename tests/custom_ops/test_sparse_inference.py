@@ -98,3 +98,18 @@ def test_rejects_bad_arguments():
         to_sparse_inference(pruned_mlp(), min_sparsity=1.5)
     with pytest.raises(ValueError, match=r"`nnz` must be an integer >= 0.*nnz=-1"):
         SparseInferenceDense(4, nnz=-1)
+
+
+def test_mixed_bfloat16_layers_run_the_op_on_bfloat16():
+    pruned = pruned_mlp()
+    layer = to_sparse_inference(pruned).layers[0]
+    mixed = SparseInferenceDense(units=32, nnz=layer.nnz, activation="relu", dtype="mixed_bfloat16")
+    mixed.build((None, 16))
+    mixed.set_weights(layer.get_weights())
+    graph = tf.function(mixed).get_concrete_function(tf.TensorSpec([None, 16])).graph
+    fused = [op for op in graph.get_operations() if op.type == "SosSparseMatmulBiasActivation"]
+    assert len(fused) == 1 and fused[0].get_attr("T") == tf.bfloat16
+    y = mixed(X)
+    assert y.dtype == "bfloat16"
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(y).astype(np.float32), layer(X),
+                               rtol=3e-2, atol=3e-2)

@@ -77,6 +77,49 @@ def test_bias_and_activation_in_the_op_match_numpy_with_gradients(sparsity, acti
     np.testing.assert_allclose(dvalues, nonzeros_of(w, x.T @ dpre), rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("activation", [None, "relu"])
+@pytest.mark.parametrize("shape,sparsity", [((37, 40, 33), 0.7), ((300, 70, 90), 0.7),
+                                            ((64, 300, 200), 0.7), ((9, 20, 30), 1.0)])
+def test_bfloat16_activations_round_the_float32_results(shape, sparsity, activation):
+    # Same float32 math, only the activations' storage differs: the bfloat16 op's
+    # outputs are the float32 op's outputs rounded to bfloat16, exactly.
+    b, k, n = shape
+    w = random_weight(k, n, sparsity, seed=12)
+    weight = SparseWeight.from_dense(w)
+    rng = np.random.default_rng(13)
+    x = rng.normal(size=(b, k))
+    x[0, 0], x[1, 1] = np.nan, np.inf  # NaN and inf outputs round like TF's cast too
+    x = tf.cast(tf.constant(x, tf.float32), tf.bfloat16)
+    dy = tf.cast(tf.constant(rng.normal(size=(b, n)), tf.float32), tf.bfloat16)
+    bias = rng.normal(size=n).astype(np.float32)
+    y = ops.sparse_matmul(x, weight, bias=bias, activation=activation)
+    y32 = ops.sparse_matmul(tf.cast(x, tf.float32), weight, bias=bias, activation=activation)
+    assert y.dtype == tf.bfloat16
+    np.testing.assert_array_equal(tf.cast(y, tf.float32), tf.cast(tf.cast(y32, tf.bfloat16), tf.float32))
+    dx, dvalues = ops.sparse_matmul_grad(x, dy, weight)
+    dx32, dvalues32 = ops.sparse_matmul_grad(tf.cast(x, tf.float32), tf.cast(dy, tf.float32), weight)
+    assert dx.dtype == tf.bfloat16 and dvalues.dtype == tf.float32
+    np.testing.assert_array_equal(tf.cast(dx, tf.float32), tf.cast(tf.cast(dx32, tf.bfloat16), tf.float32))
+    np.testing.assert_array_equal(dvalues, dvalues32)
+
+
+def test_bfloat16_gradient_tape():
+    w = random_weight(8, 6, 0.5, seed=14)
+    weight = SparseWeight.from_dense(w)
+    x = tf.cast(tf.constant(np.random.default_rng(15).normal(size=(3, 8)), tf.float32), tf.bfloat16)
+    values = tf.Variable(weight.values)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = ops.sparse_matmul(x, weight._replace(values=values), bias=tf.zeros(6), activation="relu")
+        loss = tf.reduce_sum(tf.cast(y, tf.float32))
+    dx, dvalues = tape.gradient(loss, [x, values])
+    assert dx.dtype == tf.bfloat16 and dvalues.dtype == tf.float32
+    x64 = tf.cast(x, tf.float64).numpy()
+    active = (x64 @ w) > 0
+    np.testing.assert_allclose(tf.cast(dx, tf.float32), active @ w.T, rtol=1e-2, atol=1e-2)
+    np.testing.assert_allclose(dvalues, nonzeros_of(w, x64.T @ active), rtol=1e-5, atol=1e-5)
+
+
 def test_fused_op_rejects_bad_bias_and_activation():
     inputs = valid_inputs()
     with pytest.raises(tf.errors.InvalidArgumentError,
@@ -302,6 +345,15 @@ np.testing.assert_allclose(ops.sparse_matmul(x, weight, bias=bias, activation="r
 dx, dvalues = ops.sparse_matmul_grad(x, dy, weight)
 np.testing.assert_allclose(dx, dy @ w.T, rtol=1e-4, atol=1e-4)
 np.testing.assert_allclose(dvalues, (x.T @ dy)[rows, cols], rtol=1e-4, atol=1e-4)
+import tensorflow as tf
+xb, dyb = tf.cast(x, tf.bfloat16), tf.cast(dy, tf.bfloat16)
+yb = ops.sparse_matmul(xb, weight, bias=bias, activation="relu")
+y32 = ops.sparse_matmul(tf.cast(xb, tf.float32), weight, bias=bias, activation="relu")
+np.testing.assert_array_equal(tf.cast(yb, tf.float32), tf.cast(tf.cast(y32, tf.bfloat16), tf.float32))
+dxb, dvb = ops.sparse_matmul_grad(xb, dyb, weight)
+dx32, dv32 = ops.sparse_matmul_grad(tf.cast(xb, tf.float32), tf.cast(dyb, tf.float32), weight)
+np.testing.assert_array_equal(tf.cast(dxb, tf.float32), tf.cast(tf.cast(dx32, tf.bfloat16), tf.float32))
+np.testing.assert_array_equal(dvb, dv32)
 """
 
 

@@ -15,6 +15,9 @@
 
 namespace sos {
 
+// Raw bits of a bfloat16 (the top 16 bits of a float32), as TF stores it.
+using bf16 = uint16_t;
+
 // Runs fn(begin, end) over [0, total) on the caller's thread pool.
 using ParallelFor =
     std::function<void(int64_t total, const std::function<void(int64_t, int64_t)>& fn)>;
@@ -47,11 +50,16 @@ struct Epilogue {
 // over O(nnz) entries on every call, vectorised and threaded like the math.
 // SpMMGrad: both gradients in one sweep from W's CSR structure `wt`
 // (values in CSC order, read through perm): dx = dy·Wᵀ and dvalues in CSC order.
+// The *Bf16 variants take and return bfloat16 activations (weights, their
+// gradient and all arithmetic stay float32; panels are float32).
 #define SOS_DECLARE_KERNELS(ns)                                                   \
   namespace ns {                                                                \
   void SpMM(const float* in, int64_t batch, const Compressed& s, float* out,     \
             int num_threads, const ParallelFor& pfor, const Allocate& allocate,   \
             const Epilogue& epilogue);                                          \
+  void SpMMBf16(const bf16* in, int64_t batch, const Compressed& s, bf16* out,   \
+                int num_threads, const ParallelFor& pfor, const Allocate& allocate, \
+                const Epilogue& epilogue);                                      \
   void SDDMM(const float* x, const float* dy, int64_t batch, const Compressed& s, \
              float* dvalues, int num_threads, const ParallelFor& pfor,           \
              const Allocate& allocate);                                         \
@@ -60,6 +68,9 @@ struct Epilogue {
   void SpMMGrad(const float* x, const float* dy, int64_t batch, const Compressed& wt, \
                 float* dx, float* dvalues, int num_threads, const ParallelFor& pfor,  \
                 const Allocate& allocate);                                         \
+  void SpMMGradBf16(const bf16* x, const bf16* dy, int64_t batch, const Compressed& wt, \
+                    bf16* dx, float* dvalues, int num_threads, const ParallelFor& pfor, \
+                    const Allocate& allocate);                                     \
   }
 
 SOS_DECLARE_KERNELS(avx512)

@@ -164,24 +164,99 @@ int ChooseChunk(int64_t batch, int64_t features, int num_threads, int min_bc,
   return bc;
 }
 
+// bfloat16 <-> float32 (bfloat16 is the top half of a float32; rounding to
+// nearest even, NaN kept quiet, as TensorFlow's casts do).
+inline float ToFloat(float v) { return v; }
+inline float ToFloat(bf16 v) {
+  const uint32_t bits = static_cast<uint32_t>(v) << 16;
+  float f;
+  std::memcpy(&f, &bits, sizeof(f));
+  return f;
+}
+inline void FromFloat(float v, float* out) { *out = v; }
+inline void FromFloat(float v, bf16* out) {
+  uint32_t bits;
+  std::memcpy(&bits, &v, sizeof(bits));
+  if ((bits & 0x7fffffffu) > 0x7f800000u) {
+    *out = static_cast<bf16>((bits >> 16) | 0x40);
+    return;
+  }
+  bits += 0x7fffu + ((bits >> 16) & 1u);
+  *out = static_cast<bf16>(bits >> 16);
+}
+
+// dst[c][r] = src[r][c] (rows, cols <= 16) from float32 or bfloat16 src.
+inline void TransposeIn(const float* src, int64_t src_stride, float* dst, int64_t dst_stride,
+                        int rows, int cols) {
+  TransposeBlock(src, src_stride, dst, dst_stride, rows, cols);
+}
+inline void TransposeIn(const bf16* src, int64_t src_stride, float* dst, int64_t dst_stride,
+                        int rows, int cols) {
+  alignas(64) float block[16 * 16];
+  for (int r = 0; r < rows; ++r) {
+#if defined(__AVX512F__)
+    if (cols == 16) {  // widen 16 bfloat16 to float32: zero-extend and shift left 16
+      const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + r * src_stride));
+      _mm512_store_ps(block + r * 16,
+                      _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)));
+      continue;
+    }
+#endif
+    for (int c = 0; c < 16; ++c) block[r * 16 + c] = c < cols ? ToFloat(src[r * src_stride + c]) : 0.f;
+  }
+  TransposeBlock(block, 16, dst, dst_stride, rows, cols);
+}
+
+// dst[c][r] = src[r][c] (rows, cols <= 16) into a float32 op output (streamed)
+// or a bfloat16 one.
+inline void TransposeOut(const float* src, int64_t src_stride, float* dst, int64_t dst_stride,
+                         int rows, int cols) {
+  TransposeBlock(src, src_stride, dst, dst_stride, rows, cols, true);
+}
+inline void TransposeOut(const float* src, int64_t src_stride, bf16* dst, int64_t dst_stride,
+                         int rows, int cols) {
+  alignas(64) float block[16 * 16];
+  TransposeBlock(src, src_stride, block, 16, rows, cols);
+  for (int c = 0; c < cols; ++c) {
+#if defined(__AVX512F__)
+    if (rows == 16) {  // FromFloat on 16 lanes: round to nearest even, quiet NaNs
+      const __m512 v = _mm512_load_ps(block + c * 16);
+      const __m512i bits = _mm512_castps_si512(v);
+      const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(bits, 16), _mm512_set1_epi32(1));
+      __m512i rounded = _mm512_srli_epi32(
+          _mm512_add_epi32(bits, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff))), 16);
+      const __mmask16 nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+      rounded = _mm512_mask_or_epi32(rounded, nan, _mm512_srli_epi32(bits, 16),
+                                     _mm512_set1_epi32(0x40));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + c * dst_stride),
+                          _mm512_cvtepi32_epi16(rounded));
+      continue;
+    }
+#endif
+    for (int r = 0; r < rows; ++r) FromFloat(block[c * 16 + r], dst + c * dst_stride + r);
+  }
+}
+
 // dst[f][r] = src[r][f] for f < features and r < 16 (zero for r >= rows):
 // one 16-row group of a panel. Reading whole rows keeps the reads to 16
 // sequential streams the prefetchers follow (a 16-feature block of all BC
 // rows would be BC streams, mostly demand misses).
-inline void PackGroup(const float* src, int64_t src_stride, int64_t rows, int64_t features,
-                      int bc, float* dst) {
+template <typename T>
+void PackGroup(const T* src, int64_t src_stride, int64_t rows, int64_t features, int bc,
+               float* dst) {
   for (int64_t f0 = 0; f0 < features; f0 += 16) {
     const int cols = static_cast<int>(std::min<int64_t>(16, features - f0));
     float* d = dst + f0 * bc;
     if (rows < 16)
       for (int f = 0; f < cols; ++f) std::memset(d + f * bc, 0, 16 * sizeof(float));
-    if (rows > 0) TransposeBlock(src + f0, src_stride, d, bc, static_cast<int>(rows), cols);
+    if (rows > 0) TransposeIn(src + f0, src_stride, d, bc, static_cast<int>(rows), cols);
   }
 }
 
 // Groups [g0, g1) of the panels P[chunk][f][bc] = in[chunk * bc + b][f] (zero
 // past the batch); group g is rows 16g..16g+15 of the batch.
-void PackGroups(const float* in, int64_t batch, int64_t features, int bc, float* panel,
+template <typename T>
+void PackGroups(const T* in, int64_t batch, int64_t features, int bc, float* panel,
                 int64_t g0, int64_t g1) {
   const int64_t per_chunk = bc / 16;
   for (int64_t g = g0; g < g1; ++g) {
@@ -193,7 +268,8 @@ void PackGroups(const float* in, int64_t batch, int64_t features, int bc, float*
 }
 
 // All panels, the 16-row groups split over the threads.
-void Pack(const float* in, int64_t batch, int64_t features, int bc, float* panel,
+template <typename T>
+void Pack(const T* in, int64_t batch, int64_t features, int bc, float* panel,
           int num_threads, const ParallelFor& pfor) {
   const int64_t groups = (batch + bc - 1) / bc * (bc / 16);
   const int64_t tasks = std::min<int64_t>(num_threads, groups);
@@ -220,9 +296,9 @@ std::vector<int64_t> Split(const int32_t* ptr, int64_t outer, int parts) {
   return bounds;
 }
 
-template <int BC>
+template <int BC, typename T>
 void SpMMRange(const float* panel, int64_t batch, const Compressed& s,
-               const float* values, int64_t o0, int64_t o1, float* out,
+               const float* values, int64_t o0, int64_t o1, T* out,
                const Epilogue& epilogue) {
   constexpr int NV = BC / kLanes;
   alignas(64) float tile[16 * BC];
@@ -251,8 +327,8 @@ void SpMMRange(const float* panel, int64_t batch, const Compressed& s,
         for (int v = 0; v < NV; ++v) Store(tile + i * BC + kLanes * v, acc[v]);
       }
       for (int64_t b0 = 0; b0 < rows; b0 += 16)
-        TransposeBlock(tile + b0, BC, out + (b_begin + b0) * s.outer + ob, s.outer,
-                       cols, static_cast<int>(std::min<int64_t>(16, rows - b0)), true);
+        TransposeOut(tile + b0, BC, out + (b_begin + b0) * s.outer + ob, s.outer, cols,
+                     static_cast<int>(std::min<int64_t>(16, rows - b0)));
     }
   }
 }
@@ -307,8 +383,8 @@ const float* GatherValues(const Compressed& s, int num_threads, const ParallelFo
 // Threads split the batch chunks when there are enough of them: each thread
 // packs the panel it alone reads (it stays in its core's L2) and no barrier is
 // needed between packing and multiplying. Otherwise they split the outputs.
-template <int BC>
-void SpMMImpl(const float* in, int64_t batch, const Compressed& s, float* out,
+template <int BC, typename T>
+void SpMMImpl(const T* in, int64_t batch, const Compressed& s, T* out,
               int num_threads, const ParallelFor& pfor, const Allocate& allocate,
               const Epilogue& epilogue) {
   const int64_t chunks = (batch + BC - 1) / BC;
@@ -396,9 +472,9 @@ void SDDMMImpl(const float* x, const float* dy, int64_t batch, const Compressed&
 // Each dy panel row P_dy[n] is loaded once per nonzero and feeds both sums,
 // so dX and dW cost about one pass over the panel instead of two; the x row
 // of k stays in registers. dx goes out through a [16][BC] tile like SpMMRange's.
-template <int BC>
+template <int BC, typename T>
 void GradChunk(const float* xpanel, const float* dypanel, int64_t rows, const Compressed& wt,
-               const float* vals, int64_t k0, int64_t k1, float* dx, float* dw,
+               const float* vals, int64_t k0, int64_t k1, T* dx, float* dw,
                bool accumulate) {
   constexpr int NV = BC / kLanes;
   const int64_t k = wt.outer;
@@ -435,8 +511,8 @@ void GradChunk(const float* xpanel, const float* dypanel, int64_t rows, const Co
       for (int v = 0; v < NV; ++v) Store(tile + r * BC + kLanes * v, acc[v]);
     }
     for (int64_t b0 = 0; b0 < rows; b0 += 16)
-      TransposeBlock(tile + b0, BC, dx + b0 * k + kb, k, cols,
-                     static_cast<int>(std::min<int64_t>(16, rows - b0)), true);
+      TransposeOut(tile + b0, BC, dx + b0 * k + kb, k, cols,
+                   static_cast<int>(std::min<int64_t>(16, rows - b0)));
   }
   if (filled > 0) ReduceGroup(group, filled, dw + first, accumulate);
 }
@@ -446,9 +522,9 @@ void GradChunk(const float* xpanel, const float* dypanel, int64_t rows, const Co
 // each owns a contiguous range of CSR entries: it gathers their values,
 // computes their dW and scatters it to CSC order itself, and dx columns are
 // disjoint. Two fork-joins in all (packing dy, then the rest), no partial sums.
-template <int BC>
-void GradImpl(const float* x, const float* dy, int64_t batch, const Compressed& wt,
-              float* dx, float* dvalues, int num_threads, const ParallelFor& pfor,
+template <int BC, typename T>
+void GradImpl(const T* x, const T* dy, int64_t batch, const Compressed& wt,
+              T* dx, float* dvalues, int num_threads, const ParallelFor& pfor,
               const Allocate& allocate) {
   const int64_t chunks = (batch + BC - 1) / BC;
   const int64_t k = wt.outer, n = wt.inner;
@@ -484,17 +560,16 @@ void GradImpl(const float* x, const float* dy, int64_t batch, const Compressed& 
   });
 }
 
-}  // namespace
-
-void SpMM(const float* in, int64_t batch, const Compressed& s, float* out,
-          int num_threads, const ParallelFor& pfor, const Allocate& allocate,
-          const Epilogue& epilogue) {
+template <typename T>
+void SpMMTyped(const T* in, int64_t batch, const Compressed& s, T* out,
+               int num_threads, const ParallelFor& pfor, const Allocate& allocate,
+               const Epilogue& epilogue) {
   if (batch == 0 || s.outer == 0) return;
   if (s.nnz == 0 || s.inner == 0) {  // out = act(bias), or zeros
     for (int64_t b = 0; b < batch; ++b)
       for (int64_t o = 0; o < s.outer; ++o) {
         const float v = epilogue.bias != nullptr ? epilogue.bias[o] : 0.f;
-        out[b * s.outer + o] = epilogue.relu && !(v > 0.f) ? 0.f : v;
+        FromFloat(epilogue.relu && !(v > 0.f) ? 0.f : v, out + b * s.outer + o);
       }
     return;
   }
@@ -505,6 +580,50 @@ void SpMM(const float* in, int64_t batch, const Compressed& s, float* out,
     case 64: return SpMMImpl<64>(in, batch, s, out, num_threads, pfor, allocate, epilogue);
     default: return SpMMImpl<128>(in, batch, s, out, num_threads, pfor, allocate, epilogue);
   }
+}
+
+template <typename T>
+void SpMMGradTyped(const T* x, const T* dy, int64_t batch, const Compressed& wt, T* dx,
+                   float* dvalues, int num_threads, const ParallelFor& pfor,
+                   const Allocate& allocate) {
+  if (batch == 0 || wt.nnz == 0) {
+    for (int64_t i = 0; i < batch * wt.outer; ++i) FromFloat(0.f, dx + i);
+    std::memset(dvalues, 0, wt.nnz * sizeof(float));
+    return;
+  }
+  num_threads = std::max(1, num_threads);
+  switch (ChooseChunk(batch, wt.inner, num_threads, kMinGradChunk, kMaxGradChunk)) {
+    case 16: return GradImpl<16>(x, dy, batch, wt, dx, dvalues, num_threads, pfor, allocate);
+    case 32: return GradImpl<32>(x, dy, batch, wt, dx, dvalues, num_threads, pfor, allocate);
+    case 64: return GradImpl<64>(x, dy, batch, wt, dx, dvalues, num_threads, pfor, allocate);
+    default: return GradImpl<128>(x, dy, batch, wt, dx, dvalues, num_threads, pfor, allocate);
+  }
+}
+
+}  // namespace
+
+void SpMM(const float* in, int64_t batch, const Compressed& s, float* out,
+          int num_threads, const ParallelFor& pfor, const Allocate& allocate,
+          const Epilogue& epilogue) {
+  SpMMTyped(in, batch, s, out, num_threads, pfor, allocate, epilogue);
+}
+
+void SpMMBf16(const bf16* in, int64_t batch, const Compressed& s, bf16* out,
+              int num_threads, const ParallelFor& pfor, const Allocate& allocate,
+              const Epilogue& epilogue) {
+  SpMMTyped(in, batch, s, out, num_threads, pfor, allocate, epilogue);
+}
+
+void SpMMGrad(const float* x, const float* dy, int64_t batch, const Compressed& wt, float* dx,
+              float* dvalues, int num_threads, const ParallelFor& pfor,
+              const Allocate& allocate) {
+  SpMMGradTyped(x, dy, batch, wt, dx, dvalues, num_threads, pfor, allocate);
+}
+
+void SpMMGradBf16(const bf16* x, const bf16* dy, int64_t batch, const Compressed& wt,
+                  bf16* dx, float* dvalues, int num_threads, const ParallelFor& pfor,
+                  const Allocate& allocate) {
+  SpMMGradTyped(x, dy, batch, wt, dx, dvalues, num_threads, pfor, allocate);
 }
 
 void SDDMM(const float* x, const float* dy, int64_t batch, const Compressed& s,
@@ -541,23 +660,6 @@ bool AllBelow(const int32_t* v, int64_t size, uint32_t limit, int num_threads,
     }
   });
   return std::none_of(bad.begin(), bad.end(), [](char b) { return b != 0; });
-}
-
-void SpMMGrad(const float* x, const float* dy, int64_t batch, const Compressed& wt, float* dx,
-              float* dvalues, int num_threads, const ParallelFor& pfor,
-              const Allocate& allocate) {
-  if (batch == 0 || wt.nnz == 0) {
-    std::memset(dx, 0, batch * wt.outer * sizeof(float));
-    std::memset(dvalues, 0, wt.nnz * sizeof(float));
-    return;
-  }
-  num_threads = std::max(1, num_threads);
-  switch (ChooseChunk(batch, wt.inner, num_threads, kMinGradChunk, kMaxGradChunk)) {
-    case 16: return GradImpl<16>(x, dy, batch, wt, dx, dvalues, num_threads, pfor, allocate);
-    case 32: return GradImpl<32>(x, dy, batch, wt, dx, dvalues, num_threads, pfor, allocate);
-    case 64: return GradImpl<64>(x, dy, batch, wt, dx, dvalues, num_threads, pfor, allocate);
-    default: return GradImpl<128>(x, dy, batch, wt, dx, dvalues, num_threads, pfor, allocate);
-  }
 }
 
 }  // namespace SOS_KERNEL_NS

@@ -26,6 +26,8 @@ struct Kernels {
   decltype(&generic::SDDMM) sddmm;
   decltype(&generic::SpMMGrad) grad;
   decltype(&generic::AllBelow) all_below;
+  decltype(&generic::SpMMBf16) spmm_bf16;
+  decltype(&generic::SpMMGradBf16) grad_bf16;
 };
 
 // The widest instruction set this CPU runs; the library holds all three builds.
@@ -40,13 +42,41 @@ const Kernels& Dispatch() {
         __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bw") &&
         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx2") &&
         __builtin_cpu_supports("fma"))
-      return Kernels{avx512::SpMM, avx512::SDDMM, avx512::SpMMGrad, avx512::AllBelow};
+      return Kernels{avx512::SpMM, avx512::SDDMM, avx512::SpMMGrad, avx512::AllBelow,
+                     avx512::SpMMBf16, avx512::SpMMGradBf16};
     if (isa != "generic" && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-      return Kernels{avx2::SpMM, avx2::SDDMM, avx2::SpMMGrad, avx2::AllBelow};
+      return Kernels{avx2::SpMM, avx2::SDDMM, avx2::SpMMGrad, avx2::AllBelow,
+                     avx2::SpMMBf16, avx2::SpMMGradBf16};
 #endif
-    return Kernels{generic::SpMM, generic::SDDMM, generic::SpMMGrad, generic::AllBelow};
+    return Kernels{generic::SpMM, generic::SDDMM, generic::SpMMGrad, generic::AllBelow,
+                     generic::SpMMBf16, generic::SpMMGradBf16};
   }();
   return kernels;
+}
+
+// The kernels for each activation dtype (float32, or bfloat16 as raw bits).
+template <typename T>
+struct Typed;
+template <>
+struct Typed<float> {
+  using Raw = float;
+  static auto Spmm() { return Dispatch().spmm; }
+  static auto Grad() { return Dispatch().grad; }
+};
+template <>
+struct Typed<tensorflow::bfloat16> {
+  using Raw = bf16;
+  static auto Spmm() { return Dispatch().spmm_bf16; }
+  static auto Grad() { return Dispatch().grad_bf16; }
+};
+
+template <typename T>
+const typename Typed<T>::Raw* RawData(const Tensor& t) {
+  return reinterpret_cast<const typename Typed<T>::Raw*>(t.flat<T>().data());
+}
+template <typename T>
+typename Typed<T>::Raw* RawData(Tensor* t) {
+  return reinterpret_cast<typename Typed<T>::Raw*>(t->flat<T>().data());
 }
 
 struct Pool {
@@ -201,6 +231,7 @@ absl::Status CheckSameBatch(const Tensor& x, const Tensor& dy) {
 // SosSparseMatmul, and SosSparseMatmulBiasActivation (an 8th input `bias`,
 // attr `activation`) which adds the bias and applies the activation to each
 // output tile before it is written, saving two passes over the output.
+template <typename T>
 class SparseMatmulOp : public OpKernel {
  public:
   explicit SparseMatmulOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
@@ -249,8 +280,8 @@ class SparseMatmulOp : public OpKernel {
                        values.flat<float>().data(), nullptr, n, k, nnz};
     Pool pool = ThreadPool(ctx);
     TempAllocator temps(ctx);
-    Dispatch().spmm(x.flat<float>().data(), Rows(x), w, y->flat<float>().data(),
-                    pool.num_threads, pool.pfor, std::ref(temps), epilogue);
+    Typed<T>::Spmm()(RawData<T>(x), Rows(x), w, RawData<T>(y), pool.num_threads, pool.pfor,
+                     std::ref(temps), epilogue);
   }
 
  private:
@@ -318,6 +349,7 @@ class SparseMatmulGradValuesOp : public OpKernel {
   }
 };
 
+template <typename T>
 class SparseMatmulGradOp : public OpKernel {
  public:
   explicit SparseMatmulGradOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
@@ -347,20 +379,28 @@ class SparseMatmulGradOp : public OpKernel {
                         values.flat<float>().data(), perm.flat<int32_t>().data(), k, n, nnz};
     Pool pool = ThreadPool(ctx);
     TempAllocator temps(ctx);
-    Dispatch().grad(x.flat<float>().data(), dy.flat<float>().data(), Rows(x), wt,
-                    dx->flat<float>().data(), dvalues->flat<float>().data(), pool.num_threads,
+    Typed<T>::Grad()(RawData<T>(x), RawData<T>(dy), Rows(x), wt, RawData<T>(dx),
+                     dvalues->flat<float>().data(), pool.num_threads,
                     pool.pfor, std::ref(temps));
   }
 };
 
-REGISTER_KERNEL_BUILDER(Name("SosSparseMatmul").Device(DEVICE_CPU), SparseMatmulOp);
-REGISTER_KERNEL_BUILDER(Name("SosSparseMatmulBiasActivation").Device(DEVICE_CPU),
-                        SparseMatmulOp);
+#define SOS_REGISTER_TYPED(T)                                                          \
+  REGISTER_KERNEL_BUILDER(Name("SosSparseMatmul").Device(DEVICE_CPU).TypeConstraint<T>("T"), \
+                          SparseMatmulOp<T>);                                          \
+  REGISTER_KERNEL_BUILDER(                                                             \
+      Name("SosSparseMatmulBiasActivation").Device(DEVICE_CPU).TypeConstraint<T>("T"), \
+      SparseMatmulOp<T>);                                                              \
+  REGISTER_KERNEL_BUILDER(                                                             \
+      Name("SosSparseMatmulGrad").Device(DEVICE_CPU).TypeConstraint<T>("T"),           \
+      SparseMatmulGradOp<T>);
+SOS_REGISTER_TYPED(float)
+SOS_REGISTER_TYPED(tensorflow::bfloat16)
+#undef SOS_REGISTER_TYPED
 REGISTER_KERNEL_BUILDER(Name("SosSparseMatmulGradInput").Device(DEVICE_CPU),
                         SparseMatmulGradInputOp);
 REGISTER_KERNEL_BUILDER(Name("SosSparseMatmulGradValues").Device(DEVICE_CPU),
                         SparseMatmulGradValuesOp);
-REGISTER_KERNEL_BUILDER(Name("SosSparseMatmulGrad").Device(DEVICE_CPU), SparseMatmulGradOp);
 
 absl::Status CheckMatrix(const char* name, const Tensor& t) {
   if (t.dims() != 2) {

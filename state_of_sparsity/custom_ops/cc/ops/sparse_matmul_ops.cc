@@ -65,19 +65,21 @@ absl::Status SparseMatmulShape(InferenceContext* c) {
 }  // namespace
 
 REGISTER_OP("SosSparseMatmul")
-    .Input("x: float")          // [..., K]
+    .Attr("T: {float, bfloat16} = DT_FLOAT")  // activations; weights stay float32
+    .Input("x: T")          // [..., K]
     .Input("values: float")     // [nnz], CSC order
     .Input("col_ptr: int32")    // [N + 1]
     .Input("row_idx: int32")    // [nnz]
     .Input("row_ptr: int32")    // [K + 1] (CSR, for the gradient)
     .Input("col_idx: int32")    // [nnz]
     .Input("perm: int32")       // [nnz], CSR entry -> CSC value
-    .Output("y: float")         // [..., N]
+    .Output("y: T")         // [..., N]
     .SetShapeFn(SparseMatmulShape)
     .Doc("Y = X·W for dense X [..., K] and sparse W [K, N] given as CSC (+ CSR for the gradient).");
 
 REGISTER_OP("SosSparseMatmulBiasActivation")
-    .Input("x: float")          // [..., K]
+    .Attr("T: {float, bfloat16} = DT_FLOAT")  // activations; weights stay float32
+    .Input("x: T")          // [..., K]
     .Input("values: float")     // [nnz], CSC order
     .Input("col_ptr: int32")    // [N + 1]
     .Input("row_idx: int32")    // [nnz]
@@ -86,7 +88,7 @@ REGISTER_OP("SosSparseMatmulBiasActivation")
     .Input("perm: int32")       // [nnz], CSR entry -> CSC value
     .Input("bias: float")       // [N], or [0] for none
     .Attr("activation: {'linear', 'relu'} = 'linear'")
-    .Output("y: float")         // [..., N]
+    .Output("y: T")         // [..., N]
     .SetShapeFn([](InferenceContext* c) {
       ShapeHandle bias;
       TF_RETURN_IF_ERROR(c->WithRank(c->input(7), 1, &bias));
@@ -133,13 +135,14 @@ REGISTER_OP("SosSparseMatmulGradValues")
     .Doc("dW at W's nonzeros (sampled Xᵀ·dY), in CSC order.");
 
 REGISTER_OP("SosSparseMatmulGrad")
-    .Input("x: float")          // [..., K]
-    .Input("dy: float")         // [..., N]
+    .Attr("T: {float, bfloat16} = DT_FLOAT")  // activations; weights stay float32
+    .Input("x: T")          // [..., K]
+    .Input("dy: T")         // [..., N]
     .Input("values: float")     // [nnz], CSC order
     .Input("row_ptr: int32")    // [K + 1]
     .Input("col_idx: int32")    // [nnz]
     .Input("perm: int32")       // [nnz], CSR entry -> CSC value
-    .Output("dx: float")        // [..., K]
+    .Output("dx: T")        // [..., K]
     .Output("dvalues: float")   // [nnz], CSC order
     .SetShapeFn([](InferenceContext* c) {
       ShapeHandle x, dy;
