@@ -24,6 +24,7 @@ a PNG of speedup versus sparsity beside it, and the MLP numbers.
 
     python benchmarks/sparse_matmul.py                      # all shapes, ~10 min on 2 cores
     python benchmarks/sparse_matmul.py --shapes 256x1024x1024 --sparsities 0.9 --out /tmp/s.csv
+    python benchmarks/sparse_matmul.py --dtype bfloat16 --nomlp --out results/custom_ops/sparse_matmul_bf16.csv
 """
 
 import csv
@@ -52,6 +53,9 @@ _ROUNDS = flags.DEFINE_integer("rounds", 7, "Interleaved timing rounds.", lower_
 _INPUTS = flags.DEFINE_integer("inputs", 4, "Distinct inputs (op calls) per timed call.",
                                lower_bound=1)
 _MLP = flags.DEFINE_boolean("mlp", True, "Also time the 90%-pruned MLP inference.")
+_DTYPE = flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"],
+                           "Activation dtype of every variant (the op keeps float32 weights and "
+                           "math; dense runs fully in this dtype). tf.sparse is float32 only.")
 
 PASSES = ("forward", "backward", "update", "total")
 COLUMNS = ["B", "K", "N", "sparsity", "pass", "dense_ms", "best_dense_ms", "tf_sparse_ms",
@@ -66,21 +70,21 @@ def parse_shape(text):
     return b, k, n
 
 
-def variants(b, k, n, sparsity, count, rng):
+def variants(b, k, n, sparsity, count, rng, dtype=tf.float32):
     """{(variant, pass): (tf.function, op calls per call)} for one problem."""
     w = (rng.standard_normal((k, n)) * (rng.random((k, n)) >= sparsity)).astype(np.float32)
     sparse = SparseWeight.from_dense(w)
     sparse = sparse._replace(**{f: tf.constant(getattr(sparse, f)) for f in sparse._fields[:-1]})
-    dense, dense_t = tf.constant(w), tf.constant(w.T.copy())
-    tf_sparse = tf.sparse.from_dense(dense)
-    xs = [tf.constant(rng.standard_normal((b, k)).astype(np.float32)) for _ in range(count)]
-    dys = [tf.constant(rng.standard_normal((b, n)).astype(np.float32)) for _ in range(count)]
+    dense, dense_t = tf.cast(w, dtype), tf.cast(w.T.copy(), dtype)
+    tf_sparse = tf.sparse.from_dense(tf.constant(w))
+    xs = [tf.cast(rng.standard_normal((b, k)).astype(np.float32), dtype) for _ in range(count)]
+    dys = [tf.cast(rng.standard_normal((b, n)).astype(np.float32), dtype) for _ in range(count)]
 
     def timed(fn, one=False):
         pairs = list(zip(xs, dys))[: 1 if one else count]
         return serialized(fn, pairs), len(pairs)
 
-    return int(sparse.values.shape[0]), {
+    functions = {
         ("dense", "forward"): timed(lambda x, dy: tf.matmul(x, dense)),
         ("dense", "backward"): timed(lambda x, dy: tf.matmul(dy, dense, transpose_b=True)),
         ("dense", "update"): timed(lambda x, dy: tf.matmul(x, dy, transpose_a=True)),
@@ -93,6 +97,11 @@ def variants(b, k, n, sparsity, count, rng):
         ("sparse", "update"): timed(lambda x, dy: ops.sparse_matmul_grad_values(x, dy, sparse)),
         ("sparse", "gradient"): timed(lambda x, dy: ops.sparse_matmul_grad(x, dy, sparse)),
     }
+    if dtype != tf.float32:  # no bfloat16 kernels: tf.sparse, the standalone dX and dW ops
+        functions = {key: value for key, value in functions.items()
+                     if key[0] != "tf_sparse" and key not in (("sparse", "backward"),
+                                                              ("sparse", "update"))}
+    return int(sparse.values.shape[0]), functions
 
 
 def serialized(fn, args):
@@ -177,7 +186,8 @@ def rows_for(b, k, n, sparsity, ms):
         d, best, tfs, sp = get("dense"), get("best_dense"), get("tf_sparse"), get("sparse")
         rows.append({"B": b, "K": k, "N": n, "sparsity": sparsity, "pass": p,
                      "dense_ms": d, "best_dense_ms": best, "tf_sparse_ms": tfs, "sparse_ms": sp,
-                     "speedup_vs_dense": d / sp, "speedup_vs_best_dense": best / sp})
+                     "speedup_vs_dense": None if sp is None else d / sp,
+                     "speedup_vs_best_dense": None if sp is None else best / sp})
     return rows
 
 
@@ -189,6 +199,9 @@ def print_rows(rows, nnz):
     for row in rows:
         flops = 2 * b * nnz * (3 if row["pass"] == "total" else 1)
         tfs, sp = row["tf_sparse_ms"], row["sparse_ms"]
+        if sp is None:  # no op for this pass and dtype
+            print(f"  {row['pass']:9s}{row['dense_ms']:9.3f}{row['best_dense_ms']:9.3f}        n/a")
+            continue
         print(f"  {row['pass']:9s}{row['dense_ms']:9.3f}{row['best_dense_ms']:9.3f}"
               f"{(f'{tfs:11.2f}' if tfs else '        n/a')}{row['sparse_ms']:9.3f}"
               f"{row['speedup_vs_dense']:8.2f}x{row['speedup_vs_best_dense']:7.2f}x"
@@ -245,7 +258,8 @@ def main(argv):
     rows = []
     for b, k, n in shapes:
         for sparsity in sparsities:
-            nnz, functions = variants(b, k, n, sparsity, _INPUTS.value, rng)
+            nnz, functions = variants(b, k, n, sparsity, _INPUTS.value, rng,
+                                      tf.as_dtype(_DTYPE.value))
             config_rows = rows_for(b, k, n, sparsity, median_ms(functions, _ROUNDS.value))
             print_rows(config_rows, nnz)
             rows.extend(config_rows)
