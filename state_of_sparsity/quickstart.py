@@ -17,7 +17,6 @@ Writes `results.csv`, `results.png` and one TensorBoard directory per
 technique to --output_dir.
 """
 
-import csv
 import dataclasses
 import math
 import os
@@ -337,11 +336,7 @@ def format_table(rows):
 
 def write_csv(rows, path):
     """Writes the rows to `path` atomically (a reader never sees a partial file)."""
-    with atomic_write.atomic_path(path) as tmp_path:
-        with open(tmp_path, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
-            writer.writeheader()
-            writer.writerows(rows)
+    atomic_write.write_csv(path, rows, CSV_COLUMNS)
 
 
 def write_plot(rows, config, path):

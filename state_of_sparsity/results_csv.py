@@ -32,8 +32,5 @@ def merge_with_existing(rows, path, columns, key_columns, techniques):
 def write_merged(rows, path, columns, key_columns, techniques):
     """Writes `merge_with_existing(...)` to `path` atomically; returns the merged rows (for the plot)."""
     rows = merge_with_existing(rows, path, columns, key_columns, techniques)
-    with atomic_write.atomic_path(path) as tmp_path, open(tmp_path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
+    atomic_write.write_csv(path, rows, columns)
     return rows

@@ -1,6 +1,5 @@
 """Train and evaluate a sparse ResNet: `train_and_evaluate(config)` and the pieces it is made of."""
 
-import json
 import math
 import os
 
@@ -175,8 +174,7 @@ def evaluate(config, model, checkpoint_path=None, strategy=None):
     results_dir = worker_dir(config.output_dir, strategy or tf.distribute.get_strategy())
     os.makedirs(results_dir, exist_ok=True)
     path = os.path.join(results_dir, name)
-    with atomic_write.atomic_path(path) as tmp_path, open(tmp_path, "w") as f:
-        json.dump(metrics, f, indent=2)
+    atomic_write.write_json(path, metrics)
     logging.info("Eval: %s", metrics)
     return metrics
 

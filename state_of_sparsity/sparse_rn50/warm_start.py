@@ -5,7 +5,7 @@ import math
 import numpy as np
 import tensorflow as tf
 
-from state_of_sparsity.layers import sparse_layers
+from state_of_sparsity import checkpoint_values
 from state_of_sparsity.layers import walk
 
 # Scope of the original's TF1 ResNet-50 checkpoints (sos_spec 4.3).
@@ -14,29 +14,18 @@ TF1_WEIGHT_NAMES = {"kernel": "weights", "bias": "biases"}
 
 
 def load_checkpoint_values(model_factory, checkpoint_dir):
-    """{layer name: {variable name: array}} of the latest checkpoint in `checkpoint_dir`.
+    """({layer name: {variable name: array}}, path) of the latest checkpoint in `checkpoint_dir`.
 
     Reads this package's TF2 checkpoints by restoring them into a model built
     by `model_factory` (same architecture), and the original's TF1
     checkpoints by name (`resnet_model/<layer>/{weights,mask,...}`).
     """
-    path = tf.train.latest_checkpoint(checkpoint_dir)
-    if path is None:
-        raise ValueError(
-            f"No checkpoint found in {checkpoint_dir!r} (--load_mask_dir / "
-            "--initial_value_checkpoint): point it at a training output_dir."
-        )
+    path = checkpoint_values.latest_checkpoint(
+        checkpoint_dir, "--load_mask_dir / --initial_value_checkpoint")
     keys = dict(tf.train.list_variables(path))
     if any(key.startswith(TF1_SCOPE + "/") for key in keys):
         return _tf1_values(tf.train.load_checkpoint(path), keys), path
-    source = model_factory()
-    tf.train.Checkpoint(model=source).restore(path).assert_existing_objects_matched().expect_partial()
-    values = {}
-    for layer in source._flatten_layers(include_self=False, recursive=True):
-        own = sparse_layers.own_variables(layer)
-        if own:
-            values[layer.name] = {v.name: v.numpy() for v in own}
-    return values, path
+    return checkpoint_values.model_values(model_factory, path), path
 
 
 def _tf1_values(reader, keys):
@@ -50,22 +39,7 @@ def _tf1_values(reader, keys):
     return values
 
 
-def copy_values(model, values, select):
-    """Assigns `values[layer][variable]` for each variable where `select(name)`; returns the count."""
-    copied = 0
-    for layer in model._flatten_layers(include_self=False, recursive=True):
-        for variable in sparse_layers.own_variables(layer):
-            value = values.get(layer.name, {}).get(variable.name)
-            if value is not None and select(variable.name):
-                if tuple(value.shape) != tuple(variable.shape):
-                    raise ValueError(
-                        f"Checkpoint variable {layer.name}/{variable.name} has shape "
-                        f"{tuple(value.shape)}, the model expects {tuple(variable.shape)}: "
-                        "was it trained with the same --model and --width?"
-                    )
-                variable.assign(value)
-                copied += 1
-    return copied
+copy_values = checkpoint_values.copy_values
 
 
 def sparse_initialize(model, seed=0):

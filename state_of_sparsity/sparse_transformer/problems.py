@@ -153,5 +153,5 @@ def get_problem(name):
 
 def write_lines(path, lines):
     """Writes one line per element, atomically (decodes, held-out sources and references)."""
-    with atomic_write.atomic_path(path) as tmp_path, open(tmp_path, "w", encoding="utf-8") as f:
+    with atomic_write.open_atomic(path, encoding="utf-8") as f:
         f.writelines(line + "\n" for line in lines)

@@ -9,7 +9,7 @@ import re
 
 from absl import logging
 
-from state_of_sparsity.atomic_write import atomic_path
+from state_of_sparsity.atomic_write import open_atomic
 from state_of_sparsity.sparse_transformer import tokenizer
 
 PAD = "<pad>"
@@ -231,10 +231,9 @@ class SubwordTextEncoder:
     def store_to_file(self, vocab_path, add_single_quotes=True):
         """Writes the vocabulary in T2T's format, one (single-quoted) subtoken per line."""
         quote = "'" if add_single_quotes else ""
-        with atomic_path(os.fspath(vocab_path)) as tmp_path:
-            with open(tmp_path, "w", encoding="utf-8", newline="\n") as handle:
-                for subtoken in self._all_subtoken_strings:
-                    handle.write(f"{quote}{subtoken}{quote}\n")
+        with open_atomic(os.fspath(vocab_path), encoding="utf-8", newline="\n") as handle:
+            for subtoken in self._all_subtoken_strings:
+                handle.write(f"{quote}{subtoken}{quote}\n")
 
     # ----------------------------------------------------------------- encoding internals
 

@@ -1,7 +1,6 @@
 """Train and evaluate a sparse Transformer: `train_and_evaluate(config)` and the pieces it is made of."""
 
 import dataclasses
-import json
 import math
 import os
 
@@ -11,8 +10,8 @@ from absl import logging
 
 import state_of_sparsity as sos
 from state_of_sparsity import atomic_write
+from state_of_sparsity import checkpoint_values
 from state_of_sparsity import training
-from state_of_sparsity.sparse_rn50 import warm_start as warm_start_lib
 from state_of_sparsity.sparse_transformer import learning_rate
 from state_of_sparsity.sparse_transformer import losses
 from state_of_sparsity.sparse_transformer import metrics as metrics_lib
@@ -145,14 +144,18 @@ def warm_start(hparams, model, seed):
     """Fixed masks (`load_masks_from`) and/or initial weights (`load_weights_from`) of another run."""
     factory = lambda: build_model(hparams, seed)  # noqa: E731 - same architecture as `model`
     if hparams.load_masks_from:
-        values, path = warm_start_lib.load_checkpoint_values(factory, hparams.load_masks_from)
-        if not warm_start_lib.copy_values(model, values, lambda name: name == "mask"):
+        path = checkpoint_values.latest_checkpoint(hparams.load_masks_from,
+                                                   "--load_masks_from")
+        values = checkpoint_values.model_values(factory, path)
+        if not checkpoint_values.copy_values(model, values, lambda name: name == "mask"):
             raise ValueError(f"Checkpoint {path!r} (--load_masks_from) holds no mask of this model.")
         logging.info("Loaded fixed masks from %s.", path)
     if hparams.load_weights_from:
-        values, path = warm_start_lib.load_checkpoint_values(factory, hparams.load_weights_from)
+        path = checkpoint_values.latest_checkpoint(hparams.load_weights_from,
+                                                   "--load_weights_from")
+        values = checkpoint_values.model_values(factory, path)
         kept = ("mask", "threshold", "last_mask_update_step")
-        if not warm_start_lib.copy_values(model, values, lambda name: name not in kept):
+        if not checkpoint_values.copy_values(model, values, lambda name: name not in kept):
             raise ValueError(f"Checkpoint {path!r} (--load_weights_from) holds no variable of this model.")
         logging.info("Loaded initial weights from %s.", path)
 
@@ -217,9 +220,7 @@ def evaluate(config, hparams, model, examples, strategy, checkpoint_path=None):
     }
     results_dir = training.worker_dir(config.output_dir, strategy)
     os.makedirs(results_dir, exist_ok=True)
-    with atomic_write.atomic_path(os.path.join(results_dir, EVAL_RESULTS_FILE)) as tmp_path, \
-            open(tmp_path, "w") as f:
-        json.dump(metrics, f, indent=2)
+    atomic_write.write_json(os.path.join(results_dir, EVAL_RESULTS_FILE), metrics)
     logging.info("Eval: %s", metrics)
     return metrics
 

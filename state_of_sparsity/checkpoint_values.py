@@ -1,0 +1,45 @@
+"""Variable values of another run's checkpoint, by layer and variable name (masks, initial weights)."""
+
+import tensorflow as tf
+
+from state_of_sparsity.layers import sparse_layers
+
+
+def latest_checkpoint(checkpoint_dir, flag):
+    """The latest checkpoint in `checkpoint_dir`; ValueError naming `flag` when there is none."""
+    path = tf.train.latest_checkpoint(checkpoint_dir)
+    if path is None:
+        raise ValueError(
+            f"No checkpoint found in {checkpoint_dir!r} ({flag}): point it at a training output_dir."
+        )
+    return path
+
+
+def model_values(model_factory, path):
+    """{layer name: {variable name: array}} of a TF2 checkpoint of a model `model_factory` builds."""
+    source = model_factory()
+    tf.train.Checkpoint(model=source).restore(path).assert_existing_objects_matched().expect_partial()
+    values = {}
+    for layer in source._flatten_layers(include_self=False, recursive=True):
+        own = sparse_layers.own_variables(layer)
+        if own:
+            values[layer.name] = {v.name: v.numpy() for v in own}
+    return values
+
+
+def copy_values(model, values, select):
+    """Assigns `values[layer][variable]` for each variable where `select(name)`; returns the count."""
+    copied = 0
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        for variable in sparse_layers.own_variables(layer):
+            value = values.get(layer.name, {}).get(variable.name)
+            if value is not None and select(variable.name):
+                if tuple(value.shape) != tuple(variable.shape):
+                    raise ValueError(
+                        f"Checkpoint variable {layer.name}/{variable.name} has shape "
+                        f"{tuple(value.shape)}, the model expects {tuple(variable.shape)}: "
+                        "was it trained with the same architecture flags?"
+                    )
+                variable.assign(value)
+                copied += 1
+    return copied
