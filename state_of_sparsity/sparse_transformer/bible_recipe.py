@@ -33,11 +33,16 @@ CSV_COLUMNS = ("technique", "target_sparsity", "global_sparsity", "bleu", "dev_l
                "train_steps", "train_time_s", "decode_time_s")
 
 
-def run_config(technique, base, target):
+# Penalty weights per target token (the loss is a token mean) of the VD and L0 runs.
+VD_WEIGHT = 1e-5
+L0_WEIGHT = 7.5e-5
+
+
+def run_config(technique, base, target, vd_weight=VD_WEIGHT, l0_weight=L0_WEIGHT):
     """The Config of one run: the pruning ramp over the middle of training, or a penalty ramp.
 
-    The penalty weights are per target token (the loss is a token mean), chosen for ~90% sparsity
-    within a short run; the measured sparsity is reported.
+    The penalty weights (`vd_weight`, `l0_weight`) are per target token, chosen for high
+    sparsity within a short run; the measured sparsity is reported.
     """
     steps = base.train_steps
     changes = dict(output_dir=os.path.join(base.output_dir, technique))
@@ -46,10 +51,10 @@ def run_config(technique, base, target):
                        begin_pruning_step=steps // 5, end_pruning_step=(7 * steps) // 10,
                        pruning_frequency=max(1, steps // 40))
     elif technique == "variational_dropout":
-        changes.update(sparsity_technique=technique, dkl_weight=2.5e-5, dkl_weight_start=0,
+        changes.update(sparsity_technique=technique, dkl_weight=vd_weight, dkl_weight_start=0,
                        dkl_weight_diff=(7 * steps) // 10, dkl_weight_fn="linear")
     elif technique == "l0_regularization":
-        changes.update(sparsity_technique=technique, l0_norm_weight=7.5e-5, l0_weight_start=0,
+        changes.update(sparsity_technique=technique, l0_norm_weight=l0_weight, l0_weight_start=0,
                        l0_weight_diff=(7 * steps) // 10, dkl_weight_fn="linear")
     return dataclasses.replace(base, **changes)
 
@@ -127,7 +132,7 @@ def main(argv):
     decode_options = dict(beam_size=_BEAM.value, alpha=_ALPHA.value, extra_length=_EXTRA.value)
     rows = []
     for technique in _TECHNIQUES.value:
-        config = run_config(technique, base, _TARGET.value)
+        config = run_config(technique, base, _TARGET.value, _VD_WEIGHT.value, _L0_WEIGHT.value)
         logging.info("Training %s for %d steps.", technique, config.train_steps)
         rows.append(run_one(config, test_pairs, decode_options))
         logging.info("%s", rows[-1])
@@ -137,6 +142,10 @@ def main(argv):
 if __name__ == "__main__":
     _TECHNIQUES = flags.DEFINE_list("techniques", list(TECHNIQUES), "Runs to make.")
     _TARGET = flags.DEFINE_float("target_sparsity", 0.9, "Target of the pruning runs.")
+    _VD_WEIGHT = flags.DEFINE_float("vd_weight", VD_WEIGHT, "KL weight per target token (VD run).",
+                                    lower_bound=0.0)
+    _L0_WEIGHT = flags.DEFINE_float("l0_weight", L0_WEIGHT, "L0 weight per target token (L0 run).",
+                                    lower_bound=0.0)
     _STEPS = flags.DEFINE_integer("train_steps", 800, "Training steps per run.", lower_bound=1)
     _WARMUP = flags.DEFINE_integer("warmup_steps", 300, "Learning-rate warm-up steps.", lower_bound=1)
     _BEAM = flags.DEFINE_integer("beam_size", 4, "Beam size.", lower_bound=1)

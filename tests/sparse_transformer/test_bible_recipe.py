@@ -54,3 +54,13 @@ def test_pruning_runs_ramp_over_the_middle_of_training():
     assert (hparams.begin_pruning_step, hparams.end_pruning_step, hparams.pruning_frequency) == (200, 700, 25)
     assert recipe.run_config("dense", base, 0.9).resolved_hparams().sparsity_technique is None
     assert hparams.learning_rate_warmup_steps == 100 and hparams.max_length == 128
+
+
+def test_penalty_runs_take_the_given_weights():
+    base = recipe.base_config(1000, "/tmp/runs", "/tmp/data", "/usr/share/sword", warmup_steps=100)
+    vd = recipe.run_config("variational_dropout", base, 0.9, vd_weight=3e-6).resolved_hparams()
+    l0 = recipe.run_config("l0_regularization", base, 0.9, l0_weight=4e-6).resolved_hparams()
+    assert (vd.sparsity_technique, vd.dkl_weight, vd.dkl_weight_diff) == ("variational_dropout", 3e-6, 700)
+    assert (l0.sparsity_technique, l0.l0_norm_weight) == ("l0_regularization", 4e-6)
+    default = recipe.run_config("variational_dropout", base, 0.9).resolved_hparams()
+    assert default.dkl_weight == recipe.VD_WEIGHT
