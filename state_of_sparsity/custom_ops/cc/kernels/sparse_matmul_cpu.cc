@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #if defined(__AVX512F__)
@@ -162,6 +163,18 @@ int ChooseChunk(int64_t batch, int64_t features, int num_threads, int min_bc,
   while (bc > 16 && bc / 2 >= batch) bc /= 2;
   while (bc > min_bc && (batch + bc - 1) / bc < num_threads) bc /= 2;
   return bc;
+}
+
+// Calls f(std::integral_constant<int, bc>{}) for a chunk size from ChooseChunk:
+// each size is its own instantiation (BC/kLanes accumulators in registers).
+template <typename F>
+void WithChunk(int bc, F&& f) {
+  switch (bc) {
+    case 16: return f(std::integral_constant<int, 16>{});
+    case 32: return f(std::integral_constant<int, 32>{});
+    case 64: return f(std::integral_constant<int, 64>{});
+    default: return f(std::integral_constant<int, 128>{});
+  }
 }
 
 // bfloat16 <-> float32 (bfloat16 is the top half of a float32; rounding to
@@ -521,7 +534,7 @@ void GradChunk(const float* xpanel, const float* dypanel, int64_t rows, const Co
 // Threads split W's rows (balanced by nonzeros) and run every batch chunk, so
 // each owns a contiguous range of CSR entries: it gathers their values,
 // computes their dW and scatters it to CSC order itself, and dx columns are
-// disjoint. Two fork-joins in all (packing dy, then the rest), no partial sums.
+// disjoint. Two fork-joins in all (packing dy and x, then the rest), no partial sums.
 template <int BC, typename T>
 void GradImpl(const T* x, const T* dy, int64_t batch, const Compressed& wt,
               T* dx, float* dvalues, int num_threads, const ParallelFor& pfor,
@@ -574,12 +587,9 @@ void SpMMTyped(const T* in, int64_t batch, const Compressed& s, T* out,
     return;
   }
   num_threads = std::max(1, num_threads);
-  switch (ChooseChunk(batch, s.inner, num_threads, 32)) {
-    case 16: return SpMMImpl<16>(in, batch, s, out, num_threads, pfor, allocate, epilogue);
-    case 32: return SpMMImpl<32>(in, batch, s, out, num_threads, pfor, allocate, epilogue);
-    case 64: return SpMMImpl<64>(in, batch, s, out, num_threads, pfor, allocate, epilogue);
-    default: return SpMMImpl<128>(in, batch, s, out, num_threads, pfor, allocate, epilogue);
-  }
+  WithChunk(ChooseChunk(batch, s.inner, num_threads, 32), [&](auto bc) {
+    SpMMImpl<decltype(bc)::value>(in, batch, s, out, num_threads, pfor, allocate, epilogue);
+  });
 }
 
 template <typename T>
@@ -592,12 +602,11 @@ void SpMMGradTyped(const T* x, const T* dy, int64_t batch, const Compressed& wt,
     return;
   }
   num_threads = std::max(1, num_threads);
-  switch (ChooseChunk(batch, wt.inner, num_threads, kMinGradChunk, kMaxGradChunk)) {
-    case 16: return GradImpl<16>(x, dy, batch, wt, dx, dvalues, num_threads, pfor, allocate);
-    case 32: return GradImpl<32>(x, dy, batch, wt, dx, dvalues, num_threads, pfor, allocate);
-    case 64: return GradImpl<64>(x, dy, batch, wt, dx, dvalues, num_threads, pfor, allocate);
-    default: return GradImpl<128>(x, dy, batch, wt, dx, dvalues, num_threads, pfor, allocate);
-  }
+  WithChunk(ChooseChunk(batch, wt.inner, num_threads, kMinGradChunk, kMaxGradChunk),
+            [&](auto bc) {
+              GradImpl<decltype(bc)::value>(x, dy, batch, wt, dx, dvalues, num_threads, pfor,
+                                            allocate);
+            });
 }
 
 }  // namespace
@@ -635,12 +644,9 @@ void SDDMM(const float* x, const float* dy, int64_t batch, const Compressed& s,
     return;
   }
   num_threads = std::max(1, num_threads);
-  switch (ChooseChunk(batch, std::max(s.inner, s.outer), num_threads, 64)) {
-    case 16: return SDDMMImpl<16>(x, dy, batch, s, dvalues, num_threads, pfor, allocate);
-    case 32: return SDDMMImpl<32>(x, dy, batch, s, dvalues, num_threads, pfor, allocate);
-    case 64: return SDDMMImpl<64>(x, dy, batch, s, dvalues, num_threads, pfor, allocate);
-    default: return SDDMMImpl<128>(x, dy, batch, s, dvalues, num_threads, pfor, allocate);
-  }
+  WithChunk(ChooseChunk(batch, std::max(s.inner, s.outer), num_threads, 64), [&](auto bc) {
+    SDDMMImpl<decltype(bc)::value>(x, dy, batch, s, dvalues, num_threads, pfor, allocate);
+  });
 }
 
 bool AllBelow(const int32_t* v, int64_t size, uint32_t limit, int num_threads,
