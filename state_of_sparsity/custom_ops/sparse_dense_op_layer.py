@@ -110,15 +110,8 @@ class OpSparseDense(sparse_layers.SparseDense):
         )
         kernel = tf.cast(self.sparse_weight, tf.float32)
         weight = structure._replace(values=sparse_matmul_ops.gather_nonzeros(kernel, structure))
-        x = tf.cast(inputs, sparse_matmul_ops.activation_dtype(self.compute_dtype))
-        fused = sparse_matmul_ops.fused_activation(self.activation)
-        if fused is not None:
-            # Bias and activation inside the op (one pass over the output).
-            bias = None if self.bias is None else tf.cast(self.bias, tf.float32)
-            outputs = sparse_matmul_ops.sparse_matmul(x, weight, bias=bias, activation=fused)
-            return tf.cast(outputs, self.compute_dtype)
-        outputs = sparse_matmul_ops.sparse_matmul(x, weight)
-        return self._epilogue(tf.cast(outputs, self.compute_dtype))
+        return sparse_matmul_ops.dense_layer_output(inputs, weight, self.bias, self.activation,
+                                                    self.compute_dtype)
 
     def _current_pattern(self, mask):
         pattern = self._pattern

@@ -86,20 +86,12 @@ class SparseInferenceDense(keras.layers.Layer):
         )
 
     def call(self, inputs):
-        x = tf.cast(inputs, sparse_matmul_ops.activation_dtype(self.compute_dtype))
         reason = fallback.op_unavailable_reason()
-        fused = sparse_matmul_ops.fused_activation(self.activation)
-        if reason is None and fused is not None:
-            # Bias and activation inside the op (one pass over the output).
-            bias = None if self.bias is None else tf.cast(self.bias, tf.float32)
-            y = sparse_matmul_ops.sparse_matmul(x, self.sparse_weight(), bias=bias,
-                                                activation=fused)
-            return keras.ops.cast(y, self.compute_dtype)
         if reason is None:
-            y = sparse_matmul_ops.sparse_matmul(x, self.sparse_weight())
-        else:
-            fallback.warn_once(type(self).__name__, reason)
-            y = keras.ops.matmul(tf.cast(x, tf.float32), self._dense_kernel())
+            return sparse_matmul_ops.dense_layer_output(inputs, self.sparse_weight(), self.bias,
+                                                        self.activation, self.compute_dtype)
+        fallback.warn_once(type(self).__name__, reason)
+        y = keras.ops.matmul(tf.cast(inputs, tf.float32), self._dense_kernel())
         y = keras.ops.cast(y, self.compute_dtype)
         if self.bias is not None:
             y = keras.ops.add(y, self.bias)

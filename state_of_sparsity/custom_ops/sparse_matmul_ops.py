@@ -129,18 +129,31 @@ def _sparse_matmul_grad(op, dy):
     return [dx, dvalues, None, None, None, None, None]
 
 
-def activation_dtype(compute_dtype):
-    """The op's activation dtype for a Keras compute dtype: bfloat16 stays, others run in float32."""
-    return tf.bfloat16 if compute_dtype == "bfloat16" else tf.float32
-
-
-def fused_activation(activation):
+def _fused_activation(activation):
     """The `activation` name under which the op applies a Keras activation itself, else None."""
     if activation is None or activation is keras.activations.linear:
         return "linear"
     if activation is keras.activations.relu:
         return "relu"
     return None
+
+
+def dense_layer_output(inputs, weight, bias, activation, compute_dtype):
+    """`activation(inputs @ W + bias)` in `compute_dtype`, as a Keras Dense layer computes it.
+
+    The op's layers share it: bfloat16 activations stay bfloat16 (others run
+    in float32), and a relu or linear activation runs inside the op together
+    with the bias; other activations are applied to the op's output.
+    """
+    x = tf.cast(inputs, tf.bfloat16 if compute_dtype == "bfloat16" else tf.float32)
+    fused = _fused_activation(activation)
+    if fused is not None:
+        bias = None if bias is None else tf.cast(bias, tf.float32)
+        return tf.cast(sparse_matmul(x, weight, bias=bias, activation=fused), compute_dtype)
+    outputs = tf.cast(sparse_matmul(x, weight), compute_dtype)
+    if bias is not None:
+        outputs = outputs + tf.cast(bias, compute_dtype)
+    return activation(outputs)
 
 
 def _sparse_matmul_bias_activation_grad(op, dy):
@@ -156,21 +169,20 @@ def _sparse_matmul_bias_activation_grad(op, dy):
 
 
 def _activations(name, tensor):
-    tensor = tf.convert_to_tensor(tensor)
-    if tensor.dtype not in (tf.float32, tf.bfloat16):
-        raise TypeError(
-            f"`{name}` must be float32 or bfloat16 (cast it first). "
-            f"Received: {name}.dtype={tensor.dtype.name}"
-        )
-    return tensor
+    return _of_dtype(name, tensor, (tf.float32, tf.bfloat16))
 
 
 def _float32(name, tensor):
+    return _of_dtype(name, tensor, (tf.float32,))
+
+
+def _of_dtype(name, tensor, dtypes):
+    """`tensor` as a Tensor; TypeError naming the kernels' dtypes when it has another."""
     tensor = tf.convert_to_tensor(tensor)
-    if tensor.dtype != tf.float32:
+    if tensor.dtype not in dtypes:
         raise TypeError(
-            f"`{name}` must be float32 (cast it first; the op has a float32 kernel only). "
-            f"Received: {name}.dtype={tensor.dtype.name}"
+            f"`{name}` must be {' or '.join(d.name for d in dtypes)} (the op's kernels; cast it "
+            f"first). Received: {name}.dtype={tensor.dtype.name}"
         )
     return tensor
 
