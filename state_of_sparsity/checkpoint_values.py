@@ -27,6 +27,12 @@ def model_values(model_factory, path):
     return values
 
 
+def load(model_factory, checkpoint_dir, flag):
+    """(values as `model_values` returns them, path) of the latest checkpoint in `checkpoint_dir`."""
+    path = latest_checkpoint(checkpoint_dir, flag)
+    return model_values(model_factory, path), path
+
+
 def copy_values(model, values, select):
     """Assigns `values[layer][variable]` for each variable where `select(name)`; returns the count."""
     copied = 0
@@ -43,3 +49,19 @@ def copy_values(model, values, select):
                 variable.assign(value)
                 copied += 1
     return copied
+
+
+# Variables of a run's own training state, not taken when loading initial values.
+TRAINING_STATE = ("mask", "threshold", "last_mask_update_step")
+
+
+def copy_masks(model, values, path, flag):
+    """Copies the masks of `values` (read from `path`, named by `flag`) into `model`."""
+    if not copy_values(model, values, lambda name: name == "mask"):
+        raise ValueError(f"Checkpoint {path!r} ({flag}) holds no mask of this model.")
+
+
+def copy_initial_values(model, values, path, flag):
+    """Copies every variable but the training state (masks, thresholds) into `model`."""
+    if not copy_values(model, values, lambda name: name not in TRAINING_STATE):
+        raise ValueError(f"Checkpoint {path!r} ({flag}) holds no variable of this model.")

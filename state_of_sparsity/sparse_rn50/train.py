@@ -14,6 +14,7 @@ from state_of_sparsity.training import create_strategy, is_chief, worker_dir  # 
 from state_of_sparsity.sparse_rn50 import input_pipeline
 from state_of_sparsity.sparse_rn50 import learning_rate
 from state_of_sparsity.sparse_rn50 import model as model_lib
+from state_of_sparsity import checkpoint_values
 from state_of_sparsity.sparse_rn50 import warm_start as warm_start_lib
 
 CHECKPOINT_NAME = "model.ckpt"
@@ -184,18 +185,13 @@ def warm_start(config, model):
     factory = lambda: build_model(config)  # noqa: E731 - same architecture as `model`
     if config.load_mask_dir:
         values, path = warm_start_lib.load_checkpoint_values(factory, config.load_mask_dir)
-        if not warm_start_lib.copy_values(model, values, lambda name: name == "mask"):
-            raise ValueError(f"Checkpoint {path!r} (--load_mask_dir) holds no mask of this model.")
+        checkpoint_values.copy_masks(model, values, path, "--load_mask_dir")
         logging.info("Loaded fixed masks from %s.", path)
         if config.init_method == "sparse":
             warm_start_lib.sparse_initialize(model, config.seed)
     if config.initial_value_checkpoint:
         values, path = warm_start_lib.load_checkpoint_values(factory, config.initial_value_checkpoint)
-        kept = ("mask", "threshold", "last_mask_update_step")
-        if not warm_start_lib.copy_values(model, values, lambda name: name not in kept):
-            raise ValueError(
-                f"Checkpoint {path!r} (--initial_value_checkpoint) holds no variable of this model."
-            )
+        checkpoint_values.copy_initial_values(model, values, path, "--initial_value_checkpoint")
         logging.info("Loaded initial values from %s.", path)
 
 

@@ -39,9 +39,6 @@ def _tf1_values(reader, keys):
     return values
 
 
-copy_values = checkpoint_values.copy_values
-
-
 def sparse_initialize(model, seed=0):
     """The original's --init_method=sparse for a model with fixed masks.
 

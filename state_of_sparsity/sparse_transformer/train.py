@@ -144,19 +144,13 @@ def warm_start(hparams, model, seed):
     """Fixed masks (`load_masks_from`) and/or initial weights (`load_weights_from`) of another run."""
     factory = lambda: build_model(hparams, seed)  # noqa: E731 - same architecture as `model`
     if hparams.load_masks_from:
-        path = checkpoint_values.latest_checkpoint(hparams.load_masks_from,
-                                                   "--load_masks_from")
-        values = checkpoint_values.model_values(factory, path)
-        if not checkpoint_values.copy_values(model, values, lambda name: name == "mask"):
-            raise ValueError(f"Checkpoint {path!r} (--load_masks_from) holds no mask of this model.")
+        values, path = checkpoint_values.load(factory, hparams.load_masks_from, "--load_masks_from")
+        checkpoint_values.copy_masks(model, values, path, "--load_masks_from")
         logging.info("Loaded fixed masks from %s.", path)
     if hparams.load_weights_from:
-        path = checkpoint_values.latest_checkpoint(hparams.load_weights_from,
-                                                   "--load_weights_from")
-        values = checkpoint_values.model_values(factory, path)
-        kept = ("mask", "threshold", "last_mask_update_step")
-        if not checkpoint_values.copy_values(model, values, lambda name: name not in kept):
-            raise ValueError(f"Checkpoint {path!r} (--load_weights_from) holds no variable of this model.")
+        values, path = checkpoint_values.load(factory, hparams.load_weights_from,
+                                              "--load_weights_from")
+        checkpoint_values.copy_initial_values(model, values, path, "--load_weights_from")
         logging.info("Loaded initial weights from %s.", path)
 
 
