@@ -76,7 +76,6 @@ def variants(b, k, n, sparsity, count, rng, dtype=tf.float32):
     sparse = SparseWeight.from_dense(w)
     sparse = sparse._replace(**{f: tf.constant(getattr(sparse, f)) for f in sparse._fields[:-1]})
     dense, dense_t = tf.cast(w, dtype), tf.cast(w.T.copy(), dtype)
-    tf_sparse = tf.sparse.from_dense(tf.constant(w))
     xs = [tf.cast(rng.standard_normal((b, k)).astype(np.float32), dtype) for _ in range(count)]
     dys = [tf.cast(rng.standard_normal((b, n)).astype(np.float32), dtype) for _ in range(count)]
 
@@ -89,18 +88,19 @@ def variants(b, k, n, sparsity, count, rng, dtype=tf.float32):
         ("dense", "backward"): timed(lambda x, dy: tf.matmul(dy, dense, transpose_b=True)),
         ("dense", "update"): timed(lambda x, dy: tf.matmul(x, dy, transpose_a=True)),
         ("best_dense", "backward"): timed(lambda x, dy: tf.matmul(dy, dense_t)),
-        ("tf_sparse", "forward"): timed(lambda x, dy: tf.sparse.sparse_dense_matmul(x, tf_sparse), True),
-        ("tf_sparse", "backward"): timed(
-            lambda x, dy: tf.sparse.sparse_dense_matmul(dy, tf_sparse, adjoint_b=True), True),
         ("sparse", "forward"): timed(lambda x, dy: ops.sparse_matmul(x, sparse)),
-        ("sparse", "backward"): timed(lambda x, dy: ops.sparse_matmul_grad_input(dy, sparse)),
-        ("sparse", "update"): timed(lambda x, dy: ops.sparse_matmul_grad_values(x, dy, sparse)),
         ("sparse", "gradient"): timed(lambda x, dy: ops.sparse_matmul_grad(x, dy, sparse)),
     }
-    if dtype != tf.float32:  # no bfloat16 kernels: tf.sparse, the standalone dX and dW ops
-        functions = {key: value for key, value in functions.items()
-                     if key[0] != "tf_sparse" and key not in (("sparse", "backward"),
-                                                              ("sparse", "update"))}
+    if dtype == tf.float32:  # float32-only kernels: tf.sparse, the standalone dX and dW ops
+        tf_sparse = tf.sparse.from_dense(tf.constant(w))
+        functions.update({
+            ("tf_sparse", "forward"): timed(
+                lambda x, dy: tf.sparse.sparse_dense_matmul(x, tf_sparse), True),
+            ("tf_sparse", "backward"): timed(
+                lambda x, dy: tf.sparse.sparse_dense_matmul(dy, tf_sparse, adjoint_b=True), True),
+            ("sparse", "backward"): timed(lambda x, dy: ops.sparse_matmul_grad_input(dy, sparse)),
+            ("sparse", "update"): timed(lambda x, dy: ops.sparse_matmul_grad_values(x, dy, sparse)),
+        })
     return int(sparse.values.shape[0]), functions
 
 
